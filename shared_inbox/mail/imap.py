@@ -1,0 +1,267 @@
+"""Polling one IMAP mailbox into tickets.
+
+Messages are tracked by UID per folder together with UIDVALIDITY, never by the \\Seen
+flag: people who also read the mailbox in Outlook or on a phone must not make mail
+invisible to the inbox. Bodies are fetched with ``BODY.PEEK[]`` on a read-only (EXAMINE)
+selection, so nothing on the server changes unless the admin asked for it.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import imapclient
+import sqlalchemy as sa
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from ..config import cv
+from ..extension import get_state
+from ..models import utcnow
+from ..services.ingest import ingest
+
+log = logging.getLogger("shared_inbox.imap")
+
+
+class MailboxConnectionError(Exception):
+    """A problem a person can act on, worded for them."""
+
+
+@dataclass
+class PollResult:
+    mailbox: str
+    ingested: int = 0
+    skipped: int = 0
+    error: str | None = None
+    locked: bool = False
+    uids: list[int] = field(default_factory=list)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def connect(mailbox) -> imapclient.IMAPClient:
+    """An authenticated connection; raises MailboxConnectionError with a readable reason."""
+    host, port, security = mailbox.imap_host, mailbox.imap_port, mailbox.imap_security
+    if security == "plain" and not is_loopback(host):
+        raise MailboxConnectionError(
+            "unencrypted IMAP is only allowed to this machine (127.0.0.1); choose SSL or STARTTLS"
+        )
+    timeout = cv("IMAP_TIMEOUT")
+    try:
+        client = imapclient.IMAPClient(
+            host, port=port, ssl=security == "ssl", timeout=timeout,
+            ssl_context=ssl.create_default_context() if security != "plain" else None,
+        )
+        if security == "starttls":
+            client.starttls(ssl.create_default_context())
+    except ssl.SSLCertVerificationError as exc:
+        raise MailboxConnectionError(
+            f"certificate of {host} not trusted: {exc.verify_message}"
+        ) from exc
+    except (socket.gaierror,) as exc:
+        raise MailboxConnectionError(f"cannot find the server {host!r}: check the host name") from exc
+    except (ConnectionRefusedError, socket.timeout, TimeoutError, OSError) as exc:
+        raise MailboxConnectionError(
+            f"cannot connect to {host}:{port} ({exc.__class__.__name__}: {exc})"
+        ) from exc
+    try:
+        client.login(mailbox.imap_username or mailbox.email_address, mailbox.imap_password or "")
+    except LoginError as exc:
+        _logout_quietly(client)
+        raise MailboxConnectionError("login failed: check the user name and password") from exc
+    return client
+
+
+def _logout_quietly(client) -> None:
+    try:
+        client.logout()
+    except Exception:  # the connection may already be gone
+        pass
+
+
+def select(client, folder: str, readonly: bool) -> dict:
+    try:
+        return client.select_folder(folder, readonly=readonly)
+    except IMAPClientError as exc:
+        raise MailboxConnectionError(f"folder {folder!r} not found on the server") from exc
+
+
+def test_connection(mailbox) -> str:
+    """Log in and open the folder; return a one-line summary or raise MailboxConnectionError."""
+    client = connect(mailbox)
+    try:
+        info = select(client, mailbox.imap_folder, readonly=True)
+        return f"connected: folder {mailbox.imap_folder!r} has {info.get(b'EXISTS', 0)} messages"
+    finally:
+        _logout_quietly(client)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def _sync_state(mailbox):
+    state = get_state()
+    m = state.models
+    session = state.db.session
+    sync = session.scalar(sa.select(m.SyncState).where(
+        m.SyncState.mailbox_id == mailbox.id, m.SyncState.folder == mailbox.imap_folder))
+    if sync is None:
+        sync = m.SyncState(mailbox_id=mailbox.id, folder=mailbox.imap_folder, last_uid=0)
+        session.add(sync)
+        try:
+            session.commit()
+        except sa.exc.IntegrityError:
+            session.rollback()
+            return _sync_state(mailbox)
+    return sync
+
+
+def _take_lease(sync, owner: str) -> bool:
+    """One poller per mailbox folder at a time, on SQLite and PostgreSQL alike."""
+    state = get_state()
+    m = state.models
+    now = utcnow()
+    result = state.db.session.execute(
+        sa.update(m.SyncState)
+        .where(m.SyncState.id == sync.id)
+        .where(sa.or_(m.SyncState.lease_until.is_(None), m.SyncState.lease_until < now,
+                      m.SyncState.lease_owner == owner))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=cv("LEASE_SECONDS")))
+        .execution_options(synchronize_session=False)
+    )
+    state.db.session.commit()
+    return result.rowcount == 1
+
+
+def _release_lease(sync, owner: str) -> None:
+    state = get_state()
+    m = state.models
+    state.db.session.execute(
+        sa.update(m.SyncState)
+        .where(m.SyncState.id == sync.id, m.SyncState.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    state.db.session.commit()
+
+
+def poll_mailbox(mailbox) -> PollResult:
+    """Fetch every message not yet ingested from the mailbox's folder."""
+    state = get_state()
+    session = state.db.session
+    result = PollResult(mailbox=mailbox.email_address)
+    sync = _sync_state(mailbox)
+    owner = _owner()
+    if not _take_lease(sync, owner):
+        result.locked = True
+        return result
+    try:
+        client = connect(mailbox)
+        try:
+            _fetch_new(client, mailbox, sync, result)
+        finally:
+            _logout_quietly(client)
+        mailbox.last_error = None
+    except MailboxConnectionError as exc:
+        result.error = str(exc)
+    except (IMAPClientError, OSError) as exc:
+        result.error = f"the server broke off the connection ({exc.__class__.__name__}: {exc})"
+    finally:
+        session.rollback()  # nothing half-done survives; ingested messages were committed
+        if result.error:
+            log.warning("polling %s failed: %s", mailbox.email_address, result.error)
+            mailbox.last_error = result.error
+        mailbox.last_polled_at = utcnow()
+        session.commit()
+        _release_lease(sync, owner)
+    return result
+
+
+def _fetch_new(client, mailbox, sync, result: PollResult) -> None:
+    state = get_state()
+    session = state.db.session
+    info = select(client, mailbox.imap_folder, readonly=True)
+    uidvalidity = int(info[b"UIDVALIDITY"])
+    if sync.uidvalidity != uidvalidity:
+        if sync.uidvalidity is not None:
+            log.warning("UIDVALIDITY of %s changed: resynchronising (duplicates are skipped "
+                        "by Message-ID and content)", mailbox.email_address)
+            uids = client.search(["ALL"])
+            sync.last_uid = 0
+        elif mailbox.import_since is not None:
+            uids = client.search(["SINCE", mailbox.import_since.date()])
+        else:
+            # Only new mail: start after the newest message present now.
+            uids = []
+            sync.last_uid = max(int(info.get(b"UIDNEXT", 1)) - 1, 0)
+        sync.uidvalidity = uidvalidity
+        session.commit()
+    else:
+        uids = client.search(["UID", f"{sync.last_uid + 1}:*"])
+    # "n:*" returns the highest UID even when it is below n: filter ourselves.
+    uids = sorted(int(u) for u in uids if int(u) > sync.last_uid)
+    batch = cv("FETCH_BATCH_SIZE")
+    max_size = cv("MAX_MESSAGE_SIZE")
+    for start in range(0, len(uids), batch):
+        chunk = uids[start:start + batch]
+        sizes = client.fetch(chunk, ["RFC822.SIZE"])
+        small = [u for u in chunk if int(sizes.get(u, {}).get(b"RFC822.SIZE", 0)) <= max_size]
+        bodies = client.fetch(small, ["BODY.PEEK[]", "INTERNALDATE"]) if small else {}
+        for uid in chunk:
+            data = bodies.get(uid)
+            if data is None or b"BODY[]" not in data:
+                size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+                raw = _placeholder(mailbox, uid, size)
+                received = None
+            else:
+                raw = data[b"BODY[]"]
+                received = data.get(b"INTERNALDATE")
+            message = ingest(mailbox, raw, folder=mailbox.imap_folder, uidvalidity=uidvalidity,
+                             uid=uid, received_at=received)
+            if message is None:
+                result.skipped += 1
+            else:
+                result.ingested += 1
+            result.uids.append(uid)
+            sync.last_uid = uid
+            session.commit()
+
+
+def _placeholder(mailbox, uid: int, size: int) -> bytes:
+    """Stand-in for a message too large to fetch: visible, flagged, never stalling the box."""
+    return (
+        f"From: \"Mail server\" <mailer-daemon@invalid>\r\n"
+        f"Subject: (message of {size // 1024 // 1024} MB not downloaded)\r\n"
+        f"X-Shared-Inbox-Oversized: uid={uid} size={size}\r\n\r\n"
+        f"A message of {size} bytes (UID {uid} in {mailbox.imap_folder}) is larger than the "
+        f"configured limit and was not downloaded. Open it in your mail client.\r\n"
+    ).encode()
+
+
+def poll_all() -> list[PollResult]:
+    """Poll every active mailbox; one failing mailbox never stops the others."""
+    state = get_state()
+    m = state.models
+    results = []
+    ids = list(state.db.session.scalars(sa.select(m.Mailbox.id).where(m.Mailbox.is_active)))
+    for mailbox_id in ids:
+        mailbox = state.db.session.get(m.Mailbox, mailbox_id)
+        try:
+            results.append(poll_mailbox(mailbox))
+        except Exception:
+            state.db.session.rollback()
+            log.exception("polling mailbox %s crashed", mailbox_id)
+    return results

@@ -1,0 +1,423 @@
+"""The extension's tables, built on the host's own ``db.Model``.
+
+The models are made by :func:`build_models` once per Flask-SQLAlchemy ``db`` because they
+must live in the host's metadata (so the foreign keys to the host's user table resolve and
+the host's ``db.session`` sees them), and because the user table's name and primary-key
+type are only known when the host hands us its user model. Class names carry an ``Inbox``
+prefix so they never collide with a host's own ``Ticket``, ``Message`` or ``Tag``.
+
+The schema here must stay identical to the Alembic head in ``shared_inbox/migrations``;
+``tests/test_schema.py`` compares the two.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+from sqlalchemy.orm import relationship
+
+STATUSES = ("open", "pending", "closed", "spam")
+MESSAGE_KINDS = ("inbound", "outbound", "note")
+
+#: names of every table built by build_models, in any app of this process (used by the
+#: Flask-Migrate filter, which has no app at hand).
+OWN_TABLE_NAMES: set[str] = set()
+OWN_TABLE_PREFIXES: set[str] = set()
+
+_built: dict[tuple[int, str], SimpleNamespace] = {}
+
+
+def utcnow() -> datetime:
+    """Naive UTC: what SQLite and PostgreSQL ``timestamp`` columns both round-trip."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def user_primary_key(user_model) -> sa.Column:
+    pks = sa.inspect(user_model).primary_key
+    if len(pks) != 1:
+        raise TypeError("shared_inbox needs a user model with a single-column primary key")
+    return pks[0]
+
+
+def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
+    """Create (once) and return the mapped classes for this ``db`` and table prefix."""
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", prefix):
+        raise ValueError(f"table prefix {prefix!r} must be lower-case letters, digits, _")
+    key = (id(db), prefix)
+    if key in _built:
+        ns = _built[key]
+        if ns.user_model is not user_model:
+            raise RuntimeError(
+                "shared_inbox models for this db were already built with another user model"
+            )
+        return ns
+
+    user_pk = user_primary_key(user_model)
+    user_ref = f"{user_pk.table.fullname}.{user_pk.name}"
+
+    def t(name: str) -> str:
+        return prefix + name
+
+    def user_fk(nullable: bool = True, ondelete: str = "SET NULL", index: bool = True):
+        return sa.Column(
+            user_pk.type, sa.ForeignKey(user_ref, ondelete=ondelete), nullable=nullable,
+            index=index,
+        )
+
+    Model = db.Model
+
+    class InboxMailbox(Model):
+        """An IMAP/SMTP account whose mail becomes tickets (support@, sales@...)."""
+
+        __tablename__ = t("mailbox")
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(120), nullable=False)
+        email_address = sa.Column(sa.String(320), nullable=False, unique=True)
+        from_name = sa.Column(sa.String(120), nullable=False, default="")
+        signature = sa.Column(sa.Text, nullable=False, default="")
+        is_active = sa.Column(sa.Boolean, nullable=False, default=True)
+        # IMAP
+        imap_host = sa.Column(sa.String(255), nullable=False, default="")
+        imap_port = sa.Column(sa.Integer, nullable=False, default=993)
+        imap_security = sa.Column(sa.String(10), nullable=False, default="ssl")
+        imap_username = sa.Column(sa.String(320), nullable=False, default="")
+        imap_folder = sa.Column(sa.String(255), nullable=False, default="INBOX")
+        after_fetch = sa.Column(sa.String(10), nullable=False, default="leave")
+        move_to_folder = sa.Column(sa.String(255), nullable=False, default="")
+        # SMTP
+        smtp_host = sa.Column(sa.String(255), nullable=False, default="")
+        smtp_port = sa.Column(sa.Integer, nullable=False, default=587)
+        smtp_security = sa.Column(sa.String(10), nullable=False, default="starttls")
+        smtp_username = sa.Column(sa.String(320), nullable=False, default="")
+        # Credentials, encrypted with crypto.SecretBox; never rendered back.
+        auth_type = sa.Column(sa.String(20), nullable=False, default="password")
+        imap_secret = sa.Column(sa.Text, nullable=True)
+        smtp_secret = sa.Column(sa.Text, nullable=True)
+        oauth_provider = sa.Column(sa.String(20), nullable=True)
+        oauth_secret = sa.Column(sa.Text, nullable=True)
+        # Import window and poll health
+        import_since = sa.Column(sa.DateTime, nullable=True)
+        last_polled_at = sa.Column(sa.DateTime, nullable=True)
+        last_error = sa.Column(sa.Text, nullable=True)
+        needs_reauth = sa.Column(sa.Boolean, nullable=False, default=False)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+        members = relationship(
+            "InboxMailboxMember", back_populates="mailbox", cascade="all, delete-orphan"
+        )
+
+        @property
+        def imap_password(self) -> str | None:
+            from .crypto import decrypt_secret
+
+            return decrypt_secret(self.imap_secret)
+
+        @imap_password.setter
+        def imap_password(self, value: str | None) -> None:
+            from .crypto import encrypt_secret
+
+            self.imap_secret = encrypt_secret(value)
+
+        @property
+        def smtp_password(self) -> str | None:
+            from .crypto import decrypt_secret
+
+            return decrypt_secret(self.smtp_secret) if self.smtp_secret else self.imap_password
+
+        @smtp_password.setter
+        def smtp_password(self, value: str | None) -> None:
+            from .crypto import encrypt_secret
+
+            self.smtp_secret = encrypt_secret(value)
+
+        def __repr__(self) -> str:
+            return f"<InboxMailbox {self.email_address}>"
+
+    class InboxMailboxMember(Model):
+        """An agent allowed to see one mailbox (admins see all without a row)."""
+
+        __tablename__ = t("mailbox_member")
+        __table_args__ = (sa.UniqueConstraint("mailbox_id", "user_id"),)
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"),
+            nullable=False, index=True,
+        )
+        user_id = user_fk(nullable=False, ondelete="CASCADE")
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        mailbox = relationship(InboxMailbox, back_populates="members")
+        user = relationship(user_model)
+
+    class InboxCustomer(Model):
+        """Someone who writes to us, found by address; the name follows their latest mail."""
+
+        __tablename__ = t("customer")
+        id = sa.Column(sa.Integer, primary_key=True)
+        email = sa.Column(sa.String(320), nullable=False, unique=True)
+        name = sa.Column(sa.String(255), nullable=False, default="")
+        notes = sa.Column(sa.Text, nullable=False, default="")
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+        @property
+        def display_name(self) -> str:
+            return self.name or self.email
+
+        @property
+        def first_name(self) -> str:
+            return (self.name or self.email.split("@")[0]).split()[0]
+
+    ticket_tags = sa.Table(
+        t("ticket_tag"),
+        Model.metadata,
+        sa.Column("ticket_id", sa.Integer,
+                  sa.ForeignKey(f"{t('ticket')}.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("tag_id", sa.Integer,
+                  sa.ForeignKey(f"{t('tag')}.id", ondelete="CASCADE"), primary_key=True,
+                  index=True),
+    )
+
+    class InboxTag(Model):
+        __tablename__ = t("tag")
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(64), nullable=False, unique=True)
+        color = sa.Column(sa.String(16), nullable=False, default="#6b7280")
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    class InboxTicket(Model):
+        """One conversation with a customer, living in one mailbox."""
+
+        __tablename__ = t("ticket")
+        __table_args__ = (
+            # The inbox folders: per mailbox / assignee / status, newest first.
+            sa.Index(f"ix_{t('ticket')}_mailbox_status_last", "mailbox_id", "status",
+                     "last_message_at"),
+            sa.Index(f"ix_{t('ticket')}_assignee_status_last", "assignee_id", "status",
+                     "last_message_at"),
+            sa.Index(f"ix_{t('ticket')}_status_last", "status", "last_message_at"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"), nullable=False
+        )
+        customer_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('customer')}.id", ondelete="SET NULL"),
+            nullable=True, index=True,
+        )
+        subject = sa.Column(sa.String(998), nullable=False, default="")
+        status = sa.Column(sa.String(10), nullable=False, default="open")
+        priority = sa.Column(sa.String(10), nullable=False, default="normal")
+        assignee_id = user_fk(index=False)
+        snippet = sa.Column(sa.String(300), nullable=False, default="")
+        message_count = sa.Column(sa.Integer, nullable=False, default=0)
+        is_flagged = sa.Column(sa.Boolean, nullable=False, default=False)
+        # Timestamps for the inbox order, reports and SLA.
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+        last_message_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        last_inbound_at = sa.Column(sa.DateTime, nullable=True)
+        last_outbound_at = sa.Column(sa.DateTime, nullable=True)
+        first_response_at = sa.Column(sa.DateTime, nullable=True)
+        closed_at = sa.Column(sa.DateTime, nullable=True)
+        snoozed_until = sa.Column(sa.DateTime, nullable=True)
+
+        mailbox = relationship(InboxMailbox)
+        customer = relationship(InboxCustomer)
+        assignee = relationship(user_model, foreign_keys=[assignee_id])
+        tags = relationship(InboxTag, secondary=ticket_tags, order_by=InboxTag.name)
+        messages = relationship(
+            "InboxMessage", back_populates="ticket", order_by="InboxMessage.id",
+            cascade="all, delete-orphan", passive_deletes=True,
+        )
+
+        @property
+        def number(self) -> int:
+            return self.id
+
+        @property
+        def is_waiting(self) -> bool:
+            """The customer wrote last and we have not answered since."""
+            return self.status == "open" and self.last_inbound_at is not None and (
+                self.last_outbound_at is None or self.last_outbound_at < self.last_inbound_at
+            )
+
+    class InboxMessage(Model):
+        """An inbound mail, an outbound reply, or an internal note."""
+
+        __tablename__ = t("message")
+        __table_args__ = (
+            sa.Index(f"ix_{t('message')}_ticket_created", "ticket_id", "created_at"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        ticket_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="CASCADE"), nullable=False
+        )
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="SET NULL"),
+            nullable=True, index=True,
+        )
+        kind = sa.Column(sa.String(10), nullable=False, default="inbound")
+        author_id = user_fk()
+        from_name = sa.Column(sa.String(255), nullable=False, default="")
+        from_email = sa.Column(sa.String(320), nullable=False, default="")
+        to = sa.Column(sa.JSON, nullable=False, default=list)
+        cc = sa.Column(sa.JSON, nullable=False, default=list)
+        subject = sa.Column(sa.String(998), nullable=False, default="")
+        # Threading headers, stored without angle brackets.
+        message_id = sa.Column(sa.String(998), nullable=True, index=True)
+        in_reply_to = sa.Column(sa.Text, nullable=False, default="")
+        references = sa.Column(sa.Text, nullable=False, default="")
+        headers = sa.Column(sa.JSON, nullable=False, default=dict)
+        # Content: full text, the newly written part, sanitized HTML.
+        body_text = sa.Column(sa.Text, nullable=False, default="")
+        reply_text = sa.Column(sa.Text, nullable=True)
+        body_html = sa.Column(sa.Text, nullable=True)
+        raw_key = sa.Column(sa.String(255), nullable=True)
+        raw_size = sa.Column(sa.Integer, nullable=True)
+        content_hash = sa.Column(sa.String(64), nullable=True, index=True)
+        is_malformed = sa.Column(sa.Boolean, nullable=False, default=False)
+        parse_error = sa.Column(sa.Text, nullable=True)
+        thread_reason = sa.Column(sa.String(500), nullable=False, default="")
+        # Outgoing mail state (outbox).
+        send_status = sa.Column(sa.String(10), nullable=True)
+        send_error = sa.Column(sa.Text, nullable=True)
+        send_attempts = sa.Column(sa.Integer, nullable=False, default=0)
+        next_attempt_at = sa.Column(sa.DateTime, nullable=True)
+        sent_at = sa.Column(sa.DateTime, nullable=True)
+        date = sa.Column(sa.DateTime, nullable=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+        ticket = relationship(InboxTicket, back_populates="messages")
+        author = relationship(user_model)
+        attachments = relationship(
+            "InboxAttachment", back_populates="message", order_by="InboxAttachment.id",
+            cascade="all, delete-orphan", passive_deletes=True,
+        )
+
+        @property
+        def reference_ids(self) -> list[str]:
+            return self.references.split()
+
+    class InboxAttachment(Model):
+        """A file of a message; the bytes live in attachment storage, not in the row."""
+
+        __tablename__ = t("attachment")
+        id = sa.Column(sa.Integer, primary_key=True)
+        message_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('message')}.id", ondelete="CASCADE"),
+            nullable=False, index=True,
+        )
+        filename = sa.Column(sa.String(255), nullable=False)
+        content_type = sa.Column(sa.String(255), nullable=False,
+                                 default="application/octet-stream")
+        size = sa.Column(sa.Integer, nullable=False, default=0)
+        storage_key = sa.Column(sa.String(255), nullable=False)
+        content_id = sa.Column(sa.String(255), nullable=True)
+        is_inline = sa.Column(sa.Boolean, nullable=False, default=False)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        message = relationship(InboxMessage, back_populates="attachments")
+
+    class InboxSavedReply(Model):
+        """A canned answer, global (mailbox_id NULL) or for one mailbox."""
+
+        __tablename__ = t("saved_reply")
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"),
+            nullable=True, index=True,
+        )
+        title = sa.Column(sa.String(200), nullable=False)
+        body = sa.Column(sa.Text, nullable=False, default="")
+        created_by_id = user_fk()
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    class InboxActivity(Model):
+        """Audit log: who did what to which ticket, when."""
+
+        __tablename__ = t("activity")
+        __table_args__ = (
+            sa.Index(f"ix_{t('activity')}_ticket_created", "ticket_id", "created_at"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        ticket_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="CASCADE"), nullable=False
+        )
+        actor_id = user_fk()
+        action = sa.Column(sa.String(40), nullable=False)
+        detail = sa.Column(sa.JSON, nullable=False, default=dict)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        actor = relationship(user_model)
+
+    class InboxFetchedUid(Model):
+        """Ledger of IMAP messages already ingested: (mailbox, folder, UIDVALIDITY, UID).
+
+        Committed in the same transaction as the message it produced, so a crash either
+        keeps both or neither, and two pollers cannot ingest one UID twice.
+        """
+
+        __tablename__ = t("fetched_uid")
+        __table_args__ = (
+            sa.UniqueConstraint("mailbox_id", "folder", "uidvalidity", "uid"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"), nullable=False
+        )
+        folder = sa.Column(sa.String(255), nullable=False)
+        uidvalidity = sa.Column(sa.BigInteger, nullable=False)
+        uid = sa.Column(sa.BigInteger, nullable=False)
+        message_pk = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('message')}.id", ondelete="SET NULL"), nullable=True,
+            index=True,
+        )
+        fetched_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    class InboxSyncState(Model):
+        """Where polling of one folder stands, and which poller holds it (lease)."""
+
+        __tablename__ = t("sync_state")
+        __table_args__ = (sa.UniqueConstraint("mailbox_id", "folder"),)
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"), nullable=False
+        )
+        folder = sa.Column(sa.String(255), nullable=False)
+        uidvalidity = sa.Column(sa.BigInteger, nullable=True)
+        last_uid = sa.Column(sa.BigInteger, nullable=False, default=0)
+        lease_owner = sa.Column(sa.String(100), nullable=True)
+        lease_until = sa.Column(sa.DateTime, nullable=True)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+    ns = SimpleNamespace(
+        db=db,
+        user_model=user_model,
+        prefix=prefix,
+        Mailbox=InboxMailbox,
+        MailboxMember=InboxMailboxMember,
+        Customer=InboxCustomer,
+        Tag=InboxTag,
+        ticket_tags=ticket_tags,
+        Ticket=InboxTicket,
+        Message=InboxMessage,
+        Attachment=InboxAttachment,
+        SavedReply=InboxSavedReply,
+        Activity=InboxActivity,
+        FetchedUid=InboxFetchedUid,
+        SyncState=InboxSyncState,
+    )
+    ns.tables = [
+        m.__table__ if hasattr(m, "__table__") else m
+        for m in (
+            InboxMailbox, InboxMailboxMember, InboxCustomer, InboxTag, InboxTicket,
+            ticket_tags, InboxMessage, InboxAttachment, InboxSavedReply, InboxActivity,
+            InboxFetchedUid, InboxSyncState,
+        )
+    ]
+    OWN_TABLE_NAMES.update(tbl.name for tbl in ns.tables)
+    OWN_TABLE_NAMES.add(prefix + "alembic_version")
+    OWN_TABLE_PREFIXES.add(prefix)
+    _built[key] = ns
+    return ns

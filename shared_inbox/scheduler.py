@@ -1,0 +1,71 @@
+"""Background polling with APScheduler 3.
+
+``SHARED_INBOX_SCHEDULER = "inprocess"`` starts a BackgroundScheduler in the web process at
+its first request; ``flask inbox run-worker`` runs the same jobs in a process of their
+own (recommended in production). Running several at once is safe: each mailbox is polled
+under a lease, and ingestion is idempotent.
+"""
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+
+from .config import cv
+from .extension import get_state
+
+log = logging.getLogger("shared_inbox.scheduler")
+
+
+def poll_job(app: Flask) -> None:
+    from .mail.imap import poll_all
+
+    with app.app_context():
+        try:
+            for result in poll_all():
+                if result.ingested:
+                    log.info("%s: %d new message(s)", result.mailbox, result.ingested)
+        finally:
+            get_state(app).db.session.remove()
+
+
+def make_scheduler(app: Flask, *, blocking: bool = False):
+    scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone="UTC")
+    scheduler.add_job(
+        poll_job, "interval", seconds=cv("POLL_INTERVAL", app), args=[app], id="poll",
+        max_instances=1, coalesce=True, next_run_time=datetime.now().astimezone(),
+    )
+    return scheduler
+
+
+def start_in_background(app: Flask):
+    """Start the app's background scheduler once; returns it."""
+    state = get_state(app)
+    with state.scheduler_lock:
+        if state.scheduler is None:
+            state.scheduler = make_scheduler(app)
+            state.scheduler.start()
+            log.info("shared_inbox: polling every %ss in the background", cv("POLL_INTERVAL", app))
+    return state.scheduler
+
+
+def stop(app: Flask) -> None:
+    state = get_state(app)
+    with state.scheduler_lock:
+        if state.scheduler is not None:
+            state.scheduler.shutdown(wait=False)
+            state.scheduler = None
+
+
+def start_on_first_request(app: Flask) -> None:
+    """Lazily start polling when the web app serves its first request (never in tests)."""
+
+    @app.before_request
+    def _shared_inbox_start_scheduler():
+        if app.testing:
+            return
+        if get_state(app).scheduler is None:
+            start_in_background(app)

@@ -1,0 +1,1 @@
+"""The operations views, CLI, polling and automation share: one place per business rule."""

@@ -1,0 +1,22 @@
+"""Customers are found by address; their name follows their latest mail."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..extension import get_state
+
+
+def get_or_create_customer(email: str, name: str = ""):
+    state = get_state()
+    m = state.models
+    email = (email or "").strip().lower()
+    if not email:
+        email = "unknown@invalid"
+    customer = state.db.session.scalar(sa.select(m.Customer).where(m.Customer.email == email))
+    if customer is None:
+        customer = m.Customer(email=email, name=name or "")
+        state.db.session.add(customer)
+        state.db.session.flush()
+    elif name and customer.name != name:
+        customer.name = name
+    return customer

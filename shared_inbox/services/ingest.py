@@ -1,0 +1,229 @@
+"""One raw email in, exactly one message in the right ticket out.
+
+Each message is ingested in its own transaction together with its ledger row
+(mailbox, folder, UIDVALIDITY, UID), so a crash keeps both or neither and a second poller
+fails on the unique key instead of duplicating. Parsing never raises; if anything else
+goes wrong the raw bytes are still stored as a flagged, visible message.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from ..extension import get_state
+from ..mail.parse import ParsedMessage, parse_message
+from ..mail.quotes import split_reply
+from ..mail.threader import find_ticket
+from ..models import utcnow
+from .customers import get_or_create_customer
+from .tickets import record_activity
+
+log = logging.getLogger("shared_inbox.ingest")
+
+SNIPPET_LENGTH = 200
+
+
+def fingerprint(parsed: ParsedMessage) -> str:
+    """Identifies the *content* of a message, independent of per-recipient headers.
+
+    The same mail delivered to support@ and sales@ has different Received/Delivered-To
+    headers but the same fingerprint; a sender that reuses a Message-ID for different
+    mail gets different fingerprints.
+    """
+    h = hashlib.sha256()
+    for part in (
+        parsed.message_id or "",
+        parsed.from_.email if parsed.from_ else "",
+        parsed.subject,
+        parsed.date.isoformat() if parsed.date else "",
+        parsed.text,
+        parsed.html or "",
+    ):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    for att in parsed.attachments:
+        h.update(hashlib.sha256(att.payload).digest())
+    return h.hexdigest()
+
+
+def _naive_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
+
+
+def snippet_of(text: str) -> str:
+    return " ".join((text or "").split())[:SNIPPET_LENGTH]
+
+
+def _already_fetched(mailbox_id, folder, uidvalidity, uid) -> bool:
+    state = get_state()
+    m = state.models
+    return state.db.session.scalar(
+        sa.select(sa.func.count()).select_from(m.FetchedUid).where(
+            m.FetchedUid.mailbox_id == mailbox_id, m.FetchedUid.folder == folder,
+            m.FetchedUid.uidvalidity == uidvalidity, m.FetchedUid.uid == uid,
+        )
+    ) > 0
+
+
+def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
+           uid: int | None = None, received_at: datetime | None = None):
+    """Store ``raw`` as a message of ``mailbox``; returns the message, or None if known.
+
+    ``uid=None`` (mail not from IMAP, e.g. a test or a web form) skips the UID ledger.
+    """
+    state = get_state()
+    session = state.db.session
+    if uid is not None and _already_fetched(mailbox.id, folder, uidvalidity, uid):
+        return None
+    try:
+        message = _ingest_parsed(mailbox, raw, parse_message(raw), received_at)
+        if uid is not None:
+            _ledger(mailbox, folder, uidvalidity, uid, message)
+        session.commit()
+        return message
+    except IntegrityError:
+        # Another poller committed this UID first.
+        session.rollback()
+        return None
+    except Exception as exc:  # never lose the mail: keep it raw and flagged
+        session.rollback()
+        log.exception("could not ingest a message of %s; storing it raw", mailbox.email_address)
+        message = _ingest_unreadable(mailbox, raw, f"{type(exc).__name__}: {exc}")
+        if uid is not None:
+            _ledger(mailbox, folder, uidvalidity, uid, message)
+        session.commit()
+        return message
+
+
+def _ledger(mailbox, folder, uidvalidity, uid, message) -> None:
+    state = get_state()
+    state.db.session.add(state.models.FetchedUid(
+        mailbox_id=mailbox.id, folder=folder, uidvalidity=uidvalidity, uid=uid,
+        message_pk=message.id if message is not None else None,
+    ))
+
+
+def _find_duplicate(parsed: ParsedMessage, content_hash: str):
+    """The same mail seen before (another of our mailboxes, or a UIDVALIDITY reset)."""
+    if not parsed.message_id:
+        return None
+    state = get_state()
+    m = state.models
+    return state.db.session.scalar(
+        sa.select(m.Message).where(
+            m.Message.message_id == parsed.message_id[:998],
+            m.Message.content_hash == content_hash,
+            m.Message.kind == "inbound",
+        ).limit(1)
+    )
+
+
+def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, received_at):
+    state = get_state()
+    m = state.models
+    session = state.db.session
+    content_hash = fingerprint(parsed)
+    duplicate = _find_duplicate(parsed, content_hash)
+    if duplicate is not None:
+        return duplicate
+
+    raw_key = state.storage.put(raw, kind="raw", suffix=".eml")
+    sender = parsed.from_
+    customer = get_or_create_customer(sender.email if sender else "", sender.name if sender else "")
+    ticket, reason = find_ticket(parsed, customer)
+    now = utcnow()
+    date = _naive_utc(parsed.date) or _naive_utc(received_at) or now
+    if date > now:
+        date = now
+    new_ticket = ticket is None
+    if new_ticket:
+        ticket = m.Ticket(
+            mailbox_id=mailbox.id, customer_id=customer.id,
+            subject=(parsed.subject or "(no subject)")[:998], status="open",
+            created_at=date, last_message_at=date, message_count=0,
+        )
+        session.add(ticket)
+        session.flush()
+        reason = "new conversation"
+
+    split = split_reply(parsed.text or "")
+    message = m.Message(
+        ticket_id=ticket.id, mailbox_id=mailbox.id, kind="inbound",
+        from_name=(sender.name if sender else "")[:255],
+        from_email=(sender.email if sender else "")[:320],
+        to=[[a.name, a.email] for a in parsed.to], cc=[[a.name, a.email] for a in parsed.cc],
+        subject=(parsed.subject or "")[:998],
+        message_id=parsed.message_id[:998] if parsed.message_id else None,
+        in_reply_to=" ".join(parsed.in_reply_to), references=" ".join(parsed.references),
+        headers=parsed.headers, body_text=parsed.text or "", reply_text=split.reply,
+        body_html=parsed.html, raw_key=raw_key, raw_size=len(raw), content_hash=content_hash,
+        is_malformed=parsed.is_malformed, parse_error=parsed.error, thread_reason=reason,
+        date=date, created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    for att in parsed.attachments:
+        session.add(m.Attachment(
+            message_id=message.id, filename=att.filename[:255],
+            content_type=att.content_type[:255], size=len(att.payload),
+            storage_key=state.storage.put(att.payload, kind="att"),
+            content_id=att.content_id[:255] if att.content_id else None,
+            is_inline=att.is_inline,
+        ))
+
+    _touch_ticket_inbound(ticket, message, split.reply or parsed.text, date)
+    if parsed.is_malformed:
+        ticket.is_flagged = True
+    if new_ticket:
+        record_activity(ticket, "created", mailbox=mailbox.email_address)
+    else:
+        if ticket.status in ("closed", "pending") or ticket.snoozed_until is not None:
+            old = ticket.status
+            ticket.status = "open"
+            ticket.snoozed_until = None
+            ticket.closed_at = None
+            record_activity(ticket, "reopened", old=old, reason="customer replied")
+        record_activity(ticket, "customer_replied", message=message.id, why=reason)
+    return message
+
+
+def _touch_ticket_inbound(ticket, message, text: str, date) -> None:
+    ticket.message_count = (ticket.message_count or 0) + 1
+    ticket.snippet = snippet_of(text)
+    if ticket.last_message_at is None or date >= ticket.last_message_at:
+        ticket.last_message_at = date
+    if ticket.last_inbound_at is None or date >= ticket.last_inbound_at:
+        ticket.last_inbound_at = date
+
+
+def _ingest_unreadable(mailbox, raw: bytes, error: str):
+    """Last resort: a visible, flagged ticket holding the raw bytes."""
+    state = get_state()
+    m = state.models
+    session = state.db.session
+    now = utcnow()
+    raw_key = state.storage.put(raw, kind="raw", suffix=".eml")
+    ticket = m.Ticket(mailbox_id=mailbox.id, subject="(unreadable message)", status="open",
+                      is_flagged=True, created_at=now, last_message_at=now, last_inbound_at=now,
+                      message_count=1, snippet="This message could not be processed; "
+                      "the original is kept.")
+    session.add(ticket)
+    session.flush()
+    message = m.Message(
+        ticket_id=ticket.id, mailbox_id=mailbox.id, kind="inbound", raw_key=raw_key,
+        raw_size=len(raw), is_malformed=True, parse_error=error[:2000],
+        body_text=raw[:20000].decode("utf-8", "replace"), thread_reason="could not be parsed",
+        date=now, created_at=now,
+    )
+    session.add(message)
+    session.flush()
+    record_activity(ticket, "created", unreadable=True)
+    return message

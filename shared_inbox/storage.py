@@ -1,0 +1,56 @@
+"""Where raw messages and attachment bytes live: outside the database row.
+
+The default stores files under ``SHARED_INBOX_ATTACHMENT_DIR`` (outside any static
+folder; downloads go through an authorized view). A host may pass any object with the
+same three methods as ``SHARED_INBOX_ATTACHMENT_STORAGE`` (S3, a database blob store...).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from typing import Protocol
+
+
+class Storage(Protocol):
+    def put(self, data: bytes, *, kind: str, suffix: str = "") -> str: ...
+    def get(self, key: str) -> bytes: ...
+    def delete(self, key: str) -> None: ...
+
+
+class FilesystemStorage:
+    """Content-addressed files: the same bytes are stored once, under their SHA-256."""
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+
+    def _path(self, key: str) -> str:
+        path = os.path.abspath(os.path.join(self.root, key))
+        if not path.startswith(self.root + os.sep):
+            raise ValueError(f"storage key escapes the storage root: {key!r}")
+        return path
+
+    def put(self, data: bytes, *, kind: str, suffix: str = "") -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        key = f"{kind}/{digest[:2]}/{digest}{suffix}"
+        path = self._path(key)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            # Write then rename, so a crash never leaves a half-written file under its name.
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        return key
+
+    def get(self, key: str) -> bytes:
+        with open(self._path(key), "rb") as fh:
+            return fh.read()
+
+    def delete(self, key: str) -> None:
+        try:
+            os.remove(self._path(key))
+        except FileNotFoundError:
+            pass
