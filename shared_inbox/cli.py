@@ -6,7 +6,7 @@ from datetime import datetime
 import click
 import sqlalchemy as sa
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from .config import cv
 from .extension import get_state
@@ -20,6 +20,7 @@ def make_cli_group(name: str) -> AppGroup:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command():
     """Create the inbox tables in the app's database (other tables are left alone)."""
     from .schema import init_db
@@ -29,6 +30,7 @@ def init_db_command():
 
 
 @click.command("upgrade")
+@with_appcontext
 @click.argument("revision", default="head")
 def upgrade_command(revision):
     """Apply the inbox's schema migrations (its own version table, not the host's)."""
@@ -39,6 +41,7 @@ def upgrade_command(revision):
 
 
 @click.command("downgrade")
+@with_appcontext
 @click.argument("revision")
 def downgrade_command(revision):
     """Revert the inbox's schema to an older revision."""
@@ -49,6 +52,7 @@ def downgrade_command(revision):
 
 
 @click.command("current")
+@with_appcontext
 def current_command():
     """Show the schema revision of the inbox tables."""
     from .schema import current_revision, head_revision
@@ -59,6 +63,7 @@ def current_command():
 
 
 @click.command("poll")
+@with_appcontext
 @click.option("--mailbox", "address", help="Only this mailbox (its email address).")
 def poll_command(address):
     """Fetch new mail now, once."""
@@ -82,6 +87,7 @@ def poll_command(address):
 
 
 @click.command("run-worker")
+@with_appcontext
 def run_worker_command():
     """Poll mailboxes forever in this process (use instead of the in-process scheduler)."""
     from .scheduler import make_scheduler
@@ -115,6 +121,7 @@ def _parse_since(value: str | None):
 
 
 @click.command("add-mailbox")
+@with_appcontext
 @click.option("--email", "address", required=True, help="The mailbox address, e.g. support@acme.com")
 @click.option("--name", default="", help="Shown in the dashboard; default: the address.")
 @click.option("--imap-host", required=True)
@@ -147,6 +154,7 @@ def add_mailbox_command(address, name, imap_host, imap_port, security, username,
 
 
 @click.command("add-member")
+@with_appcontext
 @click.argument("mailbox_address")
 @click.argument("user_id")
 def add_member_command(mailbox_address, user_id):
@@ -174,6 +182,7 @@ def _coerce_user_id(value: str):
 
 
 @click.command("test-connection")
+@with_appcontext
 @click.argument("mailbox_address")
 def test_connection_command(mailbox_address):
     """Log in to a mailbox and open its folder; explain what is wrong if it fails."""
@@ -186,6 +195,7 @@ def test_connection_command(mailbox_address):
 
 
 @click.command("gen-key")
+@with_appcontext
 def gen_key_command():
     """Print a new key for SHARED_INBOX_ENCRYPTION_KEYS."""
     from .crypto import generate_key
@@ -194,6 +204,7 @@ def gen_key_command():
 
 
 @click.command("demo")
+@with_appcontext
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, type=int, show_default=True)
 @click.option("--poll-interval", default=5, type=int, show_default=True,
