@@ -11,16 +11,39 @@ from hosts import Host, database_url  # noqa: E402
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
+POSTGRES_URL = os.environ.get("SHARED_INBOX_TEST_DATABASE_URL")
+DATABASES = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_postgres():
+    """Start from an empty PostgreSQL schema even if an earlier run was interrupted."""
+    if POSTGRES_URL:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+        engine.dispose()
+
+
+@pytest.fixture(params=DATABASES)
+def database(request):
+    """Every test that builds a host runs on SQLite, and on PostgreSQL when it is configured."""
+    return request.param
+
+
 @pytest.fixture
-def make_host(tmp_path):
+def make_host(tmp_path, database):
     """Build host apps on demand; every one is torn down (tables dropped) afterwards."""
     made = []
 
     def _make(**kwargs):
         sub = tmp_path / f"host{len(made)}"
         sub.mkdir()
-        host = Host(database_url=kwargs.pop("database_url", None) or database_url(sub),
-                    tmp_path=sub, **kwargs)
+        url = POSTGRES_URL if database == "postgresql" else database_url(sub)
+        host = Host(database_url=kwargs.pop("database_url", None) or url, tmp_path=sub, **kwargs)
         made.append(host)
         return host
 

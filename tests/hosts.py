@@ -2,7 +2,6 @@
 a real site would, so the extension is tested against hosts it has never seen."""
 from __future__ import annotations
 
-import os
 import uuid
 
 import sqlalchemy as sa
@@ -112,11 +111,13 @@ class Host:
             self.inbox.create_all()
 
     def drop_all(self) -> None:
+        """Leave the database as empty as it was (it is shared by tests on PostgreSQL)."""
         with self.app.app_context():
             self.db.session.remove()
-            self.db.drop_all()
-            with self.db.engine.begin() as conn:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {self.inbox.models.prefix}alembic_version"))
+            if self.db.engine.dialect.name == "postgresql":
+                with self.db.engine.begin() as conn:
+                    conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+                    conn.execute(sa.text("CREATE SCHEMA public"))
             self.db.engine.dispose()
 
     def add_user(self, email: str, role: str = "agent", name: str = ""):
@@ -133,4 +134,4 @@ class Host:
 
 
 def database_url(tmp_path) -> str:
-    return os.environ.get("SHARED_INBOX_TEST_DATABASE_URL") or f"sqlite:///{tmp_path / 'host.db'}"
+    return f"sqlite:///{tmp_path / 'host.db'}"
