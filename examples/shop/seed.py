@@ -16,8 +16,8 @@ ACCOUNTS = [
 # Which demo mailboxes each agent works in (admins see all).
 MEMBERSHIPS = {"ada@acme.test": ["support", "sales"], "ben@acme.test": ["support", "billing"]}
 
-CUSTOMERS = ["alice@example.org", "bob@example.org", "zoe@example.org", "jose@example.org",
-             "taro@example.jp"]
+CUSTOMERS = ["jose@example.org", "zoe@example.org", "alice@example.org", "taro@example.jp",
+             "bob@example.org"]  # so the demo mails name their own orders (#1003, #1005, #1012)
 PRODUCTS = [("Trailhead 2P tent", 24900), ("Ember stove", 5900), ("Ridge 45L backpack", 13900),
             ("Down sleeping bag", 18900), ("Titanium mug", 2900)]
 

@@ -1,0 +1,255 @@
+"""The walking skeleton end to end: mail in a real IMAP mailbox becomes threaded tickets."""
+import re
+import threading
+from datetime import timedelta
+from email.message import EmailMessage
+
+import imapclient
+import pytest
+import sqlalchemy as sa
+
+from shared_inbox.mail.demo_mail import demo_messages
+from shared_inbox.mail.devserver import DevMailServer
+from shared_inbox.mail.imap import poll_all, poll_mailbox
+from shared_inbox.models import utcnow
+
+
+@pytest.fixture
+def mail_server():
+    with DevMailServer(users={"support@example.com": "support", "sales@example.com": "sales",
+                              "billing@example.com": "billing"}) as server:
+        yield server
+
+
+def add_mailbox(host, server, address, *, password=None, since_days=30):
+    with host.app.app_context():
+        m = host.inbox.models
+        mailbox = m.Mailbox(
+            name=address.split("@")[0].title(), email_address=address, imap_host="127.0.0.1",
+            imap_port=server.imap_port, imap_security="plain", imap_username=address,
+            import_since=utcnow() - timedelta(days=since_days) if since_days is not None else None,
+        )
+        mailbox.imap_password = password or server.users[address]
+        host.db.session.add(mailbox)
+        host.db.session.commit()
+        return mailbox.id
+
+
+def poll(host, mailbox_id=None):
+    with host.app.app_context():
+        if mailbox_id is None:
+            return poll_all()
+        return poll_mailbox(host.db.session.get(host.inbox.models.Mailbox, mailbox_id))
+
+
+def mail(subject, body="Hello", sender="alice@example.org", name="Alice", msgid=None, **headers):
+    msg = EmailMessage()
+    msg["From"] = f"{name} <{sender}>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{msgid or subject.replace(' ', '-')}@example.org>"
+    for key, value in headers.items():
+        msg[key.replace("_", "-")] = value
+    msg.set_content(body)
+    return bytes(msg)
+
+
+def tickets(host):
+    with host.app.app_context():
+        m = host.inbox.models
+        rows = host.db.session.scalars(sa.select(m.Ticket).order_by(m.Ticket.id)).all()
+        return [(t.subject, t.message_count, t.customer.email if t.customer else None) for t in rows]
+
+
+def test_demo_mail_becomes_threaded_tickets_visible_in_the_dashboard(host, mail_server):
+    for rcpt, raw in demo_messages():
+        mail_server.deliver(rcpt, raw)
+    ids = [add_mailbox(host, mail_server, a) for a in mail_server.users]
+    results = poll(host)
+    assert all(r.error is None for r in results), results
+    total = sum(r.ingested for r in results)
+    assert total == len(demo_messages())
+
+    with host.app.app_context():
+        m = host.inbox.models
+        session = host.db.session
+        # Follow-ups joined the ticket of the customer's first mail, and say why: by
+        # In-Reply-To, or by References when In-Reply-To names a mail we never saw.
+        followups = session.scalars(
+            sa.select(m.Message).where(m.Message.thread_reason.like("matched %"))).all()
+        reasons = {msg.thread_reason.split(" <")[0] for msg in followups}
+        assert reasons == {"matched In-Reply-To", "matched References"}
+        for msg in followups:
+            assert msg.ticket.message_count >= 2
+        # Non-ASCII names arrive decoded.
+        names = set(session.scalars(sa.select(m.Customer.name)))
+        assert any("ü" in n or "ñ" in n or "山田" in n for n in names), names
+        # HTML mail is stored sanitized: no script, no remote image that would fire on open.
+        html = [h for h in session.scalars(sa.select(m.Message.body_html)) if h]
+        assert html and all("<script" not in h for h in html)
+        assert not any(re.search(r'\ssrc="https?:', h) for h in html)
+        assert any('data-remote-src="https://tracker.example.net/p.gif"' in h for h in html)
+        # Attachments live in storage, not in the row.
+        att = session.scalars(sa.select(m.Attachment).where(m.Attachment.is_inline.is_(False))).first()
+        assert att is not None and att.size > 0
+        assert host.app.extensions["shared_inbox"].storage.get(att.storage_key)
+        ticket_id = followups[0].ticket_id
+
+    admin = host.add_user("boss@example.com", role="admin")
+    client = host.app.test_client()
+    host.login(client, admin)
+    page = client.get("/support/").get_data(as_text=True)
+    assert page.count('class="si-ticket-row') == len(tickets(host))
+    page = client.get(f"/support/tickets/{ticket_id}").get_data(as_text=True)
+    assert "Show quoted text" in page
+    assert "matched " in page
+    assert len(ids) == 3
+
+
+def test_polling_twice_never_duplicates_and_leaves_flags_alone(host, mail_server):
+    mail_server.deliver("support@example.com", mail("First"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    assert poll(host, mailbox).ingested == 1
+    assert poll(host, mailbox).ingested == 0
+    mail_server.deliver("support@example.com", mail("Second"))
+    result = poll(host, mailbox)
+    assert (result.ingested, result.skipped) == (1, 0)
+    assert [t[0] for t in tickets(host)] == ["First", "Second"]
+    # People reading the mailbox in Outlook still see the mail as unread.
+    with imapclient.IMAPClient("127.0.0.1", port=mail_server.imap_port, ssl=False) as c:
+        c.login("support@example.com", "support")
+        c.select_folder("INBOX", readonly=True)
+        flags = c.get_flags(c.search(["ALL"]))
+        assert all(imapclient.SEEN not in f for f in flags.values())
+
+
+def test_only_new_mail_when_added_without_history(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Old history"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com", since_days=None)
+    assert poll(host, mailbox).ingested == 0
+    mail_server.deliver("support@example.com", mail("Arrived later"))
+    assert poll(host, mailbox).ingested == 1
+    assert [t[0] for t in tickets(host)] == ["Arrived later"]
+
+
+def test_a_broken_message_is_kept_flagged_and_does_not_stop_the_poll(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Before"))
+    mail_server.deliver("support@example.com",
+                        b"From: \"broken <\r\nContent-Type: multipart/mixed; boundary=\"\r\n"
+                        b"Content-Transfer-Encoding: base64\r\n\r\n\x00\xff\xfe=====garbage")
+    mail_server.deliver("support@example.com", mail("After"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    assert poll(host, mailbox).ingested == 3
+    subjects = [t[0] for t in tickets(host)]
+    assert subjects[0] == "Before" and subjects[-1] == "After" and len(subjects) == 3
+    with host.app.app_context():
+        m = host.inbox.models
+        broken = host.db.session.scalars(sa.select(m.Ticket).where(m.Ticket.id == 2)).one()
+        assert broken.messages[0].raw_key  # the original bytes are kept
+        raw = host.app.extensions["shared_inbox"].storage.get(broken.messages[0].raw_key)
+        assert b"garbage" in raw
+
+
+def test_same_mail_to_two_of_our_mailboxes_is_one_conversation(host, mail_server):
+    raw = mail("Quote for 40 tents", msgid="bulk-1")
+    mail_server.deliver("support@example.com", raw)
+    mail_server.deliver("sales@example.com", raw)
+    add_mailbox(host, mail_server, "support@example.com")
+    add_mailbox(host, mail_server, "sales@example.com")
+    poll(host)
+    assert tickets(host) == [("Quote for 40 tents", 1, "alice@example.org")]
+
+
+def test_reused_message_id_with_new_content_is_not_skipped(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Your parcel", "Out for delivery", msgid="notify"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    mail_server.deliver("support@example.com", mail("Your parcel", "Delivered", msgid="notify"))
+    assert poll(host, mailbox).ingested == 1
+    with host.app.app_context():
+        texts = host.db.session.scalars(sa.select(host.inbox.models.Message.body_text)).all()
+    assert sorted(t.strip() for t in texts) == ["Delivered", "Out for delivery"]
+
+
+def test_subject_token_joins_only_from_the_same_customer(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Broken zip", msgid="z1"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    mail_server.deliver("support@example.com", mail("Re: [#1] Broken zip", "photo attached", msgid="z2"))
+    mail_server.deliver("support@example.com",
+                        mail("Re: [#1] Broken zip", "me too", sender="mallory@evil.test", msgid="z3"))
+    poll(host, mailbox)
+    assert tickets(host) == [("Broken zip", 2, "alice@example.org"),
+                             ("Re: [#1] Broken zip", 1, "mallory@evil.test")]
+
+
+def test_customer_reply_reopens_a_closed_ticket(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Stove leaks", msgid="s1"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    with host.app.app_context():
+        t = host.db.session.get(host.inbox.models.Ticket, 1)
+        t.status = "closed"
+        host.db.session.commit()
+    mail_server.deliver("support@example.com",
+                        mail("Re: Stove leaks", "Still leaking", msgid="s2", In_Reply_To="<s1@example.org>"))
+    poll(host, mailbox)
+    with host.app.app_context():
+        t = host.db.session.get(host.inbox.models.Ticket, 1)
+        assert t.status == "open" and t.message_count == 2
+        assert [a.action for a in host.db.session.scalars(
+            sa.select(host.inbox.models.Activity).order_by(host.inbox.models.Activity.id))] == [
+            "created", "reopened", "customer_replied"]
+
+
+def test_wrong_password_is_explained_and_other_mailboxes_still_poll(host, mail_server):
+    mail_server.deliver("sales@example.com", mail("Bulk order"))
+    add_mailbox(host, mail_server, "support@example.com", password="wrong")
+    add_mailbox(host, mail_server, "sales@example.com")
+    results = {r.mailbox: r for r in poll(host)}
+    assert results["support@example.com"].error == "login failed: check the user name and password"
+    assert results["sales@example.com"].ingested == 1
+    with host.app.app_context():
+        m = host.inbox.models
+        box = host.db.session.scalar(sa.select(m.Mailbox).where(m.Mailbox.email_address == "support@example.com"))
+        assert box.last_error.startswith("login failed")
+
+
+def test_unreachable_server_and_missing_folder_are_explained(host, mail_server):
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    with host.app.app_context():
+        box = host.db.session.get(host.inbox.models.Mailbox, mailbox)
+        box.imap_folder = "Support"
+        host.db.session.commit()
+    assert poll(host, mailbox).error == "folder 'Support' not found on the server"
+    with host.app.app_context():
+        box = host.db.session.get(host.inbox.models.Mailbox, mailbox)
+        box.imap_folder, box.imap_port = "INBOX", 1
+        host.db.session.commit()
+    assert poll(host, mailbox).error.startswith("cannot connect to 127.0.0.1:1")
+
+
+def test_plain_imap_is_refused_off_this_machine(host, mail_server):
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    with host.app.app_context():
+        host.db.session.get(host.inbox.models.Mailbox, mailbox).imap_host = "imap.example.com"
+        host.db.session.commit()
+    assert "only allowed to this machine" in poll(host, mailbox).error
+
+
+def test_one_poller_at_a_time_per_mailbox(host, mail_server):
+    for i in range(30):
+        mail_server.deliver("support@example.com", mail(f"Message {i}"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    results = []
+
+    def run():
+        results.append(poll(host, mailbox))
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r.ingested for r in results) == 30
+    assert len(tickets(host)) == 30
