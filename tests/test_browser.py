@@ -2,7 +2,6 @@
 import os
 import shutil
 import threading
-from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server

@@ -171,7 +171,7 @@ def poll_mailbox(mailbox) -> PollResult:
     try:
         client = connect(mailbox)
         try:
-            _fetch_new(client, mailbox, sync, result)
+            _fetch_new(client, mailbox, sync, result, owner)
         finally:
             _logout_quietly(client)
         mailbox.last_error = None
@@ -190,7 +190,7 @@ def poll_mailbox(mailbox) -> PollResult:
     return result
 
 
-def _fetch_new(client, mailbox, sync, result: PollResult) -> None:
+def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:
     state = get_state()
     session = state.db.session
     info = select(client, mailbox.imap_folder, readonly=True)
@@ -216,6 +216,8 @@ def _fetch_new(client, mailbox, sync, result: PollResult) -> None:
     batch = cv("FETCH_BATCH_SIZE")
     max_size = cv("MAX_MESSAGE_SIZE")
     for start in range(0, len(uids), batch):
+        if start and not _take_lease(sync, owner):  # renew; a long import keeps its lease
+            raise MailboxConnectionError("another poller took over this mailbox")
         chunk = uids[start:start + batch]
         sizes = client.fetch(chunk, ["RFC822.SIZE"])
         small = [u for u in chunk if int(sizes.get(u, {}).get(b"RFC822.SIZE", 0)) <= max_size]

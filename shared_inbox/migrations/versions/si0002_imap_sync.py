@@ -7,7 +7,7 @@ Revises: si0001
 import sqlalchemy as sa
 from alembic import op
 
-from shared_inbox.migrations.support import t, user_fk_column
+from shared_inbox.migrations.support import t
 
 revision = 'si0002'
 down_revision = 'si0001'
