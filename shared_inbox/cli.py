@@ -64,7 +64,7 @@ def current_command():
 
 @click.command("poll")
 @with_appcontext
-@click.option("--mailbox", "address", help="Only this mailbox (its email address).")
+@click.option("--mailbox", "address", help="Only this mailbox (its name or address).")
 def poll_command(address):
     """Fetch new mail now, once."""
     from .mail.imap import poll_all, poll_mailbox
@@ -100,14 +100,14 @@ def run_worker_command():
         pass
 
 
-def _mailbox_by_address(address: str):
+def _mailbox_by_address(name_or_address: str):
+    """A mailbox by its address or its name."""
     state = get_state()
     m = state.models
-    mailbox = state.db.session.scalar(
-        sa.select(m.Mailbox).where(m.Mailbox.email_address == address.lower())
-    )
+    mailbox = state.db.session.scalar(sa.select(m.Mailbox).where(sa.or_(
+        m.Mailbox.email_address == name_or_address.lower(), m.Mailbox.name == name_or_address)))
     if mailbox is None:
-        raise click.ClickException(f"no mailbox {address!r}")
+        raise click.ClickException(f"no mailbox {name_or_address!r}")
     return mailbox
 
 
@@ -122,53 +122,81 @@ def _parse_since(value: str | None):
 
 @click.command("add-mailbox")
 @with_appcontext
+@click.argument("name")
 @click.option("--email", "address", required=True, help="The mailbox address, e.g. support@acme.com")
-@click.option("--name", default="", help="Shown in the dashboard; default: the address.")
 @click.option("--imap-host", required=True)
-@click.option("--imap-port", type=int, default=993, show_default=True)
-@click.option("--security", type=click.Choice(["ssl", "starttls", "plain"]), default="ssl",
-              show_default=True, help="'plain' only to 127.0.0.1.")
-@click.option("--username", default="", help="IMAP/SMTP login; default: the address.")
-@click.option("--password", prompt=True, hide_input=True, help="Stored encrypted.")
+@click.option("--imap-port", type=int, help="Default: 993 with --tls ssl, else 143.")
+@click.option("--imap-user", default="", help="IMAP/SMTP login; default: the address.")
+@click.option("--password-env", metavar="VAR",
+              help="Read the password from this environment variable (else it is asked for). "
+              "Never put a secret on the command line.")
+@click.option("--tls", type=click.Choice(["ssl", "starttls", "none"]), default="ssl",
+              show_default=True, help="'none' is allowed only to 127.0.0.1.")
 @click.option("--folder", default="INBOX", show_default=True)
 @click.option("--since", "since", default="new", show_default=True,
               help="How far back to import: 'new' (only new mail) or a date YYYY-MM-DD.")
-@click.option("--smtp-host", default="")
-@click.option("--smtp-port", type=int, default=587, show_default=True)
-@click.option("--smtp-security", type=click.Choice(["ssl", "starttls", "plain"]),
-              default="starttls", show_default=True)
-def add_mailbox_command(address, name, imap_host, imap_port, security, username, password,
-                        folder, since, smtp_host, smtp_port, smtp_security):
-    """Connect a mailbox."""
+@click.option("--smtp-host", default="", help="Default: the IMAP host.")
+@click.option("--smtp-port", type=int, help="Default: 465 with --smtp-tls ssl, else 587.")
+@click.option("--smtp-tls", type=click.Choice(["ssl", "starttls", "none"]), default="starttls",
+              show_default=True)
+def add_mailbox_command(name, address, imap_host, imap_port, imap_user, password_env, tls,
+                        folder, since, smtp_host, smtp_port, smtp_tls):
+    """Connect a mailbox called NAME (e.g. "Support")."""
+    import os
+
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise click.ClickException(f"environment variable {password_env} is not set")
+    else:
+        password = click.prompt("IMAP password", hide_input=True)
+    security = {"none": "plain"}
     state = get_state()
     mailbox = state.models.Mailbox(
-        email_address=address.lower(), name=name or address, imap_host=imap_host,
-        imap_port=imap_port, imap_security=security, imap_username=username,
-        imap_folder=folder, import_since=_parse_since(since), smtp_host=smtp_host or imap_host,
-        smtp_port=smtp_port, smtp_security=smtp_security, smtp_username=username,
+        email_address=address.lower(), name=name, imap_host=imap_host,
+        imap_port=imap_port or (993 if tls == "ssl" else 143),
+        imap_security=security.get(tls, tls), imap_username=imap_user, imap_folder=folder,
+        import_since=_parse_since(since), smtp_host=smtp_host or imap_host,
+        smtp_port=smtp_port or (465 if smtp_tls == "ssl" else 587),
+        smtp_security=security.get(smtp_tls, smtp_tls), smtp_username=imap_user,
     )
     mailbox.imap_password = password
     state.db.session.add(mailbox)
-    state.db.session.commit()
-    click.echo(f"mailbox {address} added (id {mailbox.id}).")
+    try:
+        state.db.session.commit()
+    except sa.exc.IntegrityError:
+        raise click.ClickException(f"a mailbox {address} already exists") from None
+    click.echo(f"Mailbox {name} <{address}> added (id {mailbox.id}); "
+               f"importing {'only new mail' if since == 'new' else 'mail since ' + since}.")
 
 
 @click.command("add-member")
 @with_appcontext
 @click.argument("mailbox_address")
-@click.argument("user_id")
-def add_member_command(mailbox_address, user_id):
-    """Let the user with USER_ID (the host's user primary key) see a mailbox."""
+@click.argument("user")
+def add_member_command(mailbox_address, user):
+    """Let USER (an id of the host's user table, or an email) see MAILBOX (name or address)."""
     from .services.mailboxes import add_member
 
     state = get_state()
     mailbox = _mailbox_by_address(mailbox_address)
-    user = state.db.session.get(state.user_model, _coerce_user_id(user_id))
+    user_id, user = user, _find_user(user)
     if user is None:
-        raise click.ClickException(f"no user with id {user_id!r}")
+        raise click.ClickException(f"no user {user_id!r}")
     add_member(mailbox, user)
     state.db.session.commit()
     click.echo(f"{state.extension.display_user(user)['name']} may now see {mailbox.email_address}.")
+
+
+def _find_user(value: str):
+    state = get_state()
+    model = state.user_model
+    if "@" in value and hasattr(model, "email"):
+        return state.db.session.scalar(sa.select(model).where(model.email == value))
+    try:
+        return state.db.session.get(model, _coerce_user_id(value))
+    except (sa.exc.StatementError, ValueError):
+        return None
 
 
 def _coerce_user_id(value: str):

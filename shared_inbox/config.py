@@ -18,7 +18,7 @@ DEFAULTS: dict[str, object] = {
     "BASE_TEMPLATE": "shared_inbox/base.html",
     "LOAD_CSS": True,
     "PAGE_SIZE": 50,
-    "SCHEDULER": None,
+    "SCHEDULER": False,
     "POLL_INTERVAL": 60,
     "FETCH_BATCH_SIZE": 50,
     "MAX_MESSAGE_SIZE": 25 * 1024 * 1024,
@@ -41,8 +41,8 @@ DOCS: dict[str, str] = {
     "BASE_TEMPLATE": "Template the dashboard pages extend; point it at your site's layout.",
     "LOAD_CSS": "Include the extension's own (scoped) stylesheet.",
     "PAGE_SIZE": "Tickets per page in the inbox list.",
-    "SCHEDULER": "`inprocess` (poll in a background thread of the web process), `off` "
-    "(use `flask inbox run-worker` or cron). Default: `inprocess`, `off` under `app.testing`.",
+    "SCHEDULER": "True: also poll in a background thread of the web process (opt-in; never "
+    "under `app.testing`). Production runs `flask inbox run-worker` instead.",
     "POLL_INTERVAL": "Seconds between two polls of a mailbox.",
     "FETCH_BATCH_SIZE": "Messages fetched per IMAP FETCH command.",
     "MAX_MESSAGE_SIZE": "Messages larger than this (bytes) are recorded as a flagged placeholder.",
@@ -66,16 +66,14 @@ def apply_defaults(app: Flask) -> None:
     for key, value in DEFAULTS.items():
         app.config.setdefault(PREFIX + key, value)
     cfg = app.config
-    if cfg[PREFIX + "SCHEDULER"] is None:
-        cfg[PREFIX + "SCHEDULER"] = "off" if app.testing else "inprocess"
     if cfg[PREFIX + "SEND_MAIL"] is None:
         cfg[PREFIX + "SEND_MAIL"] = not app.testing
     if cfg[PREFIX + "ATTACHMENT_DIR"] is None:
         import os
 
         cfg[PREFIX + "ATTACHMENT_DIR"] = os.path.join(app.instance_path, "shared_inbox")
-    if cfg[PREFIX + "SCHEDULER"] not in ("inprocess", "off"):
-        raise ValueError(f"{PREFIX}SCHEDULER must be 'inprocess' or 'off'")
+    if not isinstance(cfg[PREFIX + "SCHEDULER"], bool):
+        raise ValueError(f"{PREFIX}SCHEDULER must be True or False")
 
 
 def cv(key: str, app: Flask | None = None):

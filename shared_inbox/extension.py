@@ -118,7 +118,7 @@ class SharedInbox:
                 url_prefix=config.cv("URL_PREFIX", app),
             )
 
-        if config.cv("SCHEDULER", app) == "inprocess":
+        if config.cv("SCHEDULER", app) and not app.testing:
             from .scheduler import start_on_first_request
 
             start_on_first_request(app)

@@ -1,8 +1,8 @@
 """Background polling with APScheduler 3.
 
-``SHARED_INBOX_SCHEDULER = "inprocess"`` starts a BackgroundScheduler in the web process at
-its first request; ``flask inbox run-worker`` runs the same jobs in a process of their
-own (recommended in production). Running several at once is safe: each mailbox is polled
+``flask inbox run-worker`` runs the polling jobs in a process of their own (the production
+mode); ``SHARED_INBOX_SCHEDULER = True`` opts in to a BackgroundScheduler in the web process,
+started at its first request. Running several at once is safe: each mailbox is polled
 under a lease, and ingestion is idempotent.
 """
 from __future__ import annotations

@@ -41,11 +41,14 @@ def test_every_config_key_gets_a_documented_default(make_host):
         assert "SHARED_INBOX_" + key in h.app.config
         assert DOCS.get(key), f"SHARED_INBOX_{key} is not documented"
     # Under app.testing nothing runs in the background and no mail is sent.
-    assert h.app.config["SHARED_INBOX_SCHEDULER"] == "off"
+    assert h.app.config["SHARED_INBOX_SCHEDULER"] is False
     assert h.app.config["SHARED_INBOX_SEND_MAIL"] is False
 
 
-def test_testing_app_starts_no_background_scheduler(host, client):
+def test_testing_app_starts_no_background_scheduler_even_when_opted_in(make_host):
+    host = make_host(config={"SHARED_INBOX_SCHEDULER": True})
+    host.create_tables()
+    client = host.app.test_client()
     uid = host.add_user("a@x.test", role="admin")
     host.login(client, uid)
     assert client.get("/support/").status_code == 200
