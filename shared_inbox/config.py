@@ -30,6 +30,8 @@ DEFAULTS: dict[str, object] = {
     "SEND_MAIL": None,
     "DEV_IMAP_PORT": 1143,
     "DEV_SMTP_PORT": 1025,
+    "OAUTH_CLIENTS": {},
+    "OAUTH_REFRESH_MARGIN": 300,
 }
 
 DOCS: dict[str, str] = {
@@ -56,6 +58,11 @@ DOCS: dict[str, str] = {
     "SEND_MAIL": "Really send outgoing mail over SMTP. Default: True, False under `app.testing`.",
     "DEV_IMAP_PORT": "IMAP port of the development mail server started by `flask inbox demo`.",
     "DEV_SMTP_PORT": "SMTP port of the development mail server started by `flask inbox demo`.",
+    "OAUTH_CLIENTS": "OAuth2 (XOAUTH2) app credentials per provider, e.g. "
+    "`{\"google\": {\"client_id\": ..., \"client_secret\": ...}, \"microsoft\": "
+    "{\"client_id\": ..., \"client_secret\": ..., \"tenant\": \"common\"}}`; an optional "
+    "`token_url` per provider overrides its token endpoint.",
+    "OAUTH_REFRESH_MARGIN": "Seconds before its expiry an OAuth2 access token is refreshed.",
 }
 
 PREFIX = "SHARED_INBOX_"

@@ -153,6 +153,12 @@ class SharedInbox:
         self.customer_context_providers.append(fn)
         return fn
 
+    def oauth_token_provider(self, fn: Callable[[Any], str]) -> Callable[[Any], str]:
+        """Register ``fn(mailbox) -> access token`` for XOAUTH2 mailboxes, used instead of
+        refreshing the stored refresh token (see ``shared_inbox.mail.oauth``)."""
+        self._oauth_token_provider = fn
+        return fn
+
     def demo_seeder(self, fn: Callable) -> Callable:
         """Register ``fn(mailboxes)`` run by ``flask inbox demo`` after it made the mailboxes."""
         self.demo_seeders.append(fn)

@@ -102,6 +102,9 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         last_polled_at = sa.Column(sa.DateTime, nullable=True)
         last_error = sa.Column(sa.Text, nullable=True)
         needs_reauth = sa.Column(sa.Boolean, nullable=False, default=False)
+        # Back-off after failures: a broken mailbox is retried later, not every minute.
+        failure_count = sa.Column(sa.Integer, nullable=False, default=0, server_default="0")
+        next_poll_at = sa.Column(sa.DateTime, nullable=True)
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
 
         members = relationship(
@@ -279,6 +282,11 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         content_hash = sa.Column(sa.String(64), nullable=True, index=True)
         is_malformed = sa.Column(sa.Boolean, nullable=False, default=False)
         parse_error = sa.Column(sa.Text, nullable=True)
+        # Automatic mail (RFC 3834 auto-replies, lists, bounces) is never answered by
+        # automation; imported history never triggers it either.
+        is_automated = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
+        is_bounce = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
+        is_imported = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
         thread_reason = sa.Column(sa.String(500), nullable=False, default="")
         # Outgoing mail state (outbox).
         send_status = sa.Column(sa.String(10), nullable=True)

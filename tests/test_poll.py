@@ -253,3 +253,114 @@ def test_one_poller_at_a_time_per_mailbox(host, mail_server):
         t.join()
     assert sum(r.ingested for r in results) == 30
     assert len(tickets(host)) == 30
+
+
+def _set(host, mailbox_id, **values):
+    with host.app.app_context():
+        box = host.db.session.get(host.inbox.models.Mailbox, mailbox_id)
+        for key, value in values.items():
+            setattr(box, key, value)
+        host.db.session.commit()
+
+
+def _server_flags(server, address, folder="INBOX"):
+    with imapclient.IMAPClient("127.0.0.1", port=server.imap_port, ssl=False) as c:
+        c.login(address, server.users[address])
+        c.select_folder(folder, readonly=True)
+        return c.get_flags(c.search(["ALL"]))
+
+
+def test_mark_seen_after_fetch_when_the_admin_asks(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Mark me"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    _set(host, mailbox, after_fetch="seen")
+    assert poll(host, mailbox).ingested == 1
+    flags = _server_flags(mail_server, "support@example.com")
+    assert [imapclient.SEEN in f for f in flags.values()] == [True]
+
+
+def test_move_after_fetch_and_a_missing_target_folder_is_explained(host, mail_server):
+    with imapclient.IMAPClient("127.0.0.1", port=mail_server.imap_port, ssl=False) as c:
+        c.login("support@example.com", "support")
+        c.create_folder("Processed")
+    mail_server.deliver("support@example.com", mail("Move me"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    _set(host, mailbox, after_fetch="move", move_to_folder="Processed")
+    assert poll(host, mailbox).ingested == 1
+    assert _server_flags(mail_server, "support@example.com") == {}
+    assert len(_server_flags(mail_server, "support@example.com", "Processed")) == 1
+    # A new message and a folder that does not exist: the mail is still ingested, the
+    # problem is reported on the mailbox.
+    mail_server.deliver("support@example.com", mail("Second"))
+    _set(host, mailbox, move_to_folder="Nowhere")
+    result = poll(host, mailbox)
+    assert result.ingested == 1
+    assert result.error.startswith("could not move fetched mail to 'Nowhere'")
+    assert len(tickets(host)) == 2
+
+
+def test_a_failing_mailbox_backs_off_and_recovers(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Waiting"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com", password="wrong")
+    assert poll(host)[0].error
+    # Within the back-off window the scheduler leaves it alone...
+    assert poll(host) == []
+    with host.app.app_context():
+        box = host.db.session.get(host.inbox.models.Mailbox, mailbox)
+        assert box.failure_count == 1 and box.next_poll_at > utcnow()
+        box.imap_password = "support"
+        box.next_poll_at = utcnow() - timedelta(seconds=1)
+        host.db.session.commit()
+    # ...and once it is due again and fixed, it polls and forgets the failure.
+    [result] = poll(host)
+    assert result.ingested == 1 and result.error is None
+    with host.app.app_context():
+        box = host.db.session.get(host.inbox.models.Mailbox, mailbox)
+        assert (box.failure_count, box.next_poll_at, box.last_error) == (0, None, None)
+
+
+def test_imported_history_is_marked_and_new_mail_is_not(host, mail_server):
+    mail_server.deliver("support@example.com", mail("From last month"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com", since_days=30)
+    poll(host, mailbox)
+    mail_server.deliver("support@example.com", mail("Today"))
+    poll(host, mailbox)
+    with host.app.app_context():
+        m = host.inbox.models
+        rows = host.db.session.execute(sa.select(m.Message.subject, m.Message.is_imported)
+                                       .order_by(m.Message.id)).all()
+    assert [tuple(r) for r in rows] == [("From last month", True), ("Today", False)]
+
+
+def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(host, mail_server, monkeypatch):
+    """The process dies (not an exception the loop handles) while storing message 3 of 5."""
+    import shared_inbox.services.ingest as ingest_module
+
+    for i in range(5):
+        mail_server.deliver("support@example.com", mail(f"Crash {i}"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    real_ledger, calls = ingest_module._ledger, []
+
+    class Killed(BaseException):
+        pass
+
+    def dying_ledger(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Killed()
+        return real_ledger(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_ledger", dying_ledger)
+    with pytest.raises(Killed):
+        poll(host, mailbox)
+    monkeypatch.setattr(ingest_module, "_ledger", real_ledger)
+    assert len(tickets(host)) == 2
+    # The lease of the dead poller expires; the next poll takes over and finishes the job.
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.execute(sa.update(m.SyncState).values(lease_until=utcnow() - timedelta(seconds=1)))
+        host.db.session.commit()
+    result = poll(host, mailbox)
+    assert result.ingested == 3 and result.error is None
+    assert [t[0] for t in tickets(host)] == [f"Crash {i}" for i in range(5)]
+    assert poll(host, mailbox).ingested == 0

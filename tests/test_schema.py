@@ -68,7 +68,7 @@ def test_upgrade_from_an_older_schema_keeps_the_data(make_host):
     assert "si0001" in _cli(host, "current")
     _cli(host, "upgrade")
     assert OUR_TABLES <= _tables(host)
-    assert "current: si0002" in _cli(host, "current")
+    assert "current: si0003" in _cli(host, "current")
     with host.app.app_context():
         mailbox = host.db.session.scalar(sa.select(host.inbox.models.Mailbox))
         assert mailbox.email_address == "support@x.test"

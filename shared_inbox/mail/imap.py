@@ -91,6 +91,11 @@ def _logout_quietly(client) -> None:
         pass
 
 
+def backoff_seconds(failures: int) -> int:
+    """1, 2, 4... poll intervals after consecutive failures, at most an hour."""
+    return min(cv("POLL_INTERVAL") * 2 ** max(failures - 1, 0), 3600)
+
+
 def select(client, folder: str, readonly: bool) -> dict:
     try:
         return client.select_folder(folder, readonly=readonly)
@@ -174,7 +179,6 @@ def poll_mailbox(mailbox) -> PollResult:
             _fetch_new(client, mailbox, sync, result, owner)
         finally:
             _logout_quietly(client)
-        mailbox.last_error = None
     except MailboxConnectionError as exc:
         result.error = str(exc)
     except (IMAPClientError, OSError) as exc:
@@ -184,6 +188,13 @@ def poll_mailbox(mailbox) -> PollResult:
         if result.error:
             log.warning("polling %s failed: %s", mailbox.email_address, result.error)
             mailbox.last_error = result.error
+            mailbox.failure_count = (mailbox.failure_count or 0) + 1
+            mailbox.next_poll_at = utcnow() + timedelta(
+                seconds=backoff_seconds(mailbox.failure_count))
+        else:
+            mailbox.last_error = None
+            mailbox.failure_count = 0
+            mailbox.next_poll_at = None
         mailbox.last_polled_at = utcnow()
         session.commit()
         _release_lease(sync, owner)
@@ -193,16 +204,20 @@ def poll_mailbox(mailbox) -> PollResult:
 def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:
     state = get_state()
     session = state.db.session
-    info = select(client, mailbox.imap_folder, readonly=True)
+    # EXAMINE (read-only) unless the admin asked us to mark or move fetched mail.
+    info = select(client, mailbox.imap_folder, readonly=mailbox.after_fetch == "leave")
     uidvalidity = int(info[b"UIDVALIDITY"])
+    importing = False
     if sync.uidvalidity != uidvalidity:
         if sync.uidvalidity is not None:
             log.warning("UIDVALIDITY of %s changed: resynchronising (duplicates are skipped "
                         "by Message-ID and content)", mailbox.email_address)
             uids = client.search(["ALL"])
             sync.last_uid = 0
+            importing = True
         elif mailbox.import_since is not None:
             uids = client.search(["SINCE", mailbox.import_since.date()])
+            importing = True
         else:
             # Only new mail: start after the newest message present now.
             uids = []
@@ -232,7 +247,7 @@ def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:
                 raw = data[b"BODY[]"]
                 received = data.get(b"INTERNALDATE")
             message = ingest(mailbox, raw, folder=mailbox.imap_folder, uidvalidity=uidvalidity,
-                             uid=uid, received_at=received)
+                             uid=uid, received_at=received, imported=importing)
             if message is None:
                 result.skipped += 1
             else:
@@ -240,6 +255,32 @@ def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:
             result.uids.append(uid)
             sync.last_uid = uid
             session.commit()
+        _after_fetch(client, mailbox, chunk)
+
+
+def _after_fetch(client, mailbox, uids: list[int]) -> None:
+    """What the admin chose to do with fetched mail; only after it is safely committed."""
+    try:
+        _apply_after_fetch(client, mailbox, uids)
+    except IMAPClientError as exc:
+        what = f"move fetched mail to {mailbox.move_to_folder!r}" \
+            if mailbox.after_fetch == "move" else "mark fetched mail as seen"
+        raise MailboxConnectionError(f"could not {what}: {exc}") from exc
+
+
+def _apply_after_fetch(client, mailbox, uids: list[int]) -> None:
+    if mailbox.after_fetch == "seen":
+        client.add_flags(uids, [imapclient.SEEN])
+    elif mailbox.after_fetch == "move" and mailbox.move_to_folder:
+        if client.has_capability("MOVE"):
+            client.move(uids, mailbox.move_to_folder)
+        else:
+            client.copy(uids, mailbox.move_to_folder)
+            client.delete_messages(uids)
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge(uids)
+            else:
+                client.expunge()
 
 
 def _placeholder(mailbox, uid: int, size: int) -> bytes:
@@ -258,7 +299,10 @@ def poll_all() -> list[PollResult]:
     state = get_state()
     m = state.models
     results = []
-    ids = list(state.db.session.scalars(sa.select(m.Mailbox.id).where(m.Mailbox.is_active)))
+    now = utcnow()
+    ids = list(state.db.session.scalars(sa.select(m.Mailbox.id).where(
+        m.Mailbox.is_active,
+        sa.or_(m.Mailbox.next_poll_at.is_(None), m.Mailbox.next_poll_at <= now))))
     for mailbox_id in ids:
         mailbox = state.db.session.get(m.Mailbox, mailbox_id)
         try:

@@ -74,10 +74,13 @@ def _already_fetched(mailbox_id, folder, uidvalidity, uid) -> bool:
 
 
 def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
-           uid: int | None = None, received_at: datetime | None = None):
+           uid: int | None = None, received_at: datetime | None = None,
+           imported: bool = False):
     """Store ``raw`` as a message of ``mailbox``; returns the message, or None if known.
 
     ``uid=None`` (mail not from IMAP, e.g. a test or a web form) skips the UID ledger.
+    ``imported=True`` marks history fetched when a mailbox is added: it never triggers
+    automation or notifications.
     """
     state = get_state()
     session = state.db.session
@@ -85,6 +88,7 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
         return None
     try:
         message = _ingest_parsed(mailbox, raw, parse_message(raw), received_at)
+        message.is_imported = message.is_imported or imported
         if uid is not None:
             _ledger(mailbox, folder, uidvalidity, uid, message)
         session.commit()
@@ -97,6 +101,7 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
         session.rollback()
         log.exception("could not ingest a message of %s; storing it raw", mailbox.email_address)
         message = _ingest_unreadable(mailbox, raw, f"{type(exc).__name__}: {exc}")
+        message.is_imported = imported
         if uid is not None:
             _ledger(mailbox, folder, uidvalidity, uid, message)
         session.commit()
