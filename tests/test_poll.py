@@ -364,3 +364,40 @@ def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(host, mai
     assert result.ingested == 3 and result.error is None
     assert [t[0] for t in tickets(host)] == [f"Crash {i}" for i in range(5)]
     assert poll(host, mailbox).ingested == 0
+
+
+def test_agent_splits_a_wrongly_attached_message_and_later_replies_follow_it(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Tent question", msgid="q1"))
+    # A different question that reused the old thread (Reply instead of New message).
+    mail_server.deliver("support@example.com", mail(
+        "Re: Tent question", "Unrelated: do you sell stoves?", msgid="q2", In_Reply_To="<q1@example.org>"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    assert tickets(host) == [("Tent question", 2, "alice@example.org")]
+    agent = host.add_user("ada@example.com")
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.add(m.MailboxMember(mailbox_id=mailbox, user_id=agent))
+        host.db.session.commit()
+        second = host.db.session.scalar(sa.select(m.Message.id).where(m.Message.message_id == "q2@example.org"))
+        first = host.db.session.scalar(sa.select(m.Message.id).where(m.Message.message_id == "q1@example.org"))
+    client = host.app.test_client()
+    host.login(client, agent)
+    page = client.get("/support/tickets/1").get_data(as_text=True)
+    token = page.split('name="csrf_token" value="')[1].split('"')[0]
+    assert f"/support/messages/{second}/split" in page and f"/support/messages/{first}/split" not in page
+    r = client.post(f"/support/messages/{second}/split", data={"csrf_token": token}, follow_redirects=True)
+    assert "now has its own ticket, #2" in r.get_data(as_text=True)
+    assert tickets(host) == [("Tent question", 1, "alice@example.org"),
+                             ("Re: Tent question", 1, "alice@example.org")]
+    # The only message left cannot be split off.
+    r = client.post(f"/support/messages/{first}/split", data={"csrf_token": token}, follow_redirects=True)
+    assert "only message of the ticket" in r.get_data(as_text=True)
+    # The customer answers the split message: the answer joins the new ticket.
+    mail_server.deliver("support@example.com", mail(
+        "Re: Re: Tent question", "The 2-burner one", msgid="q3", In_Reply_To="<q2@example.org>"))
+    poll(host, mailbox)
+    assert tickets(host)[1] == ("Re: Tent question", 2, "alice@example.org")
+    with host.app.app_context():
+        actions = host.db.session.scalars(sa.select(host.inbox.models.Activity.action)).all()
+    assert "split" in actions and "split_from" in actions

@@ -20,12 +20,9 @@ from ..mail.quotes import split_reply
 from ..mail.threader import find_ticket
 from ..models import utcnow
 from .customers import get_or_create_customer
-from .tickets import record_activity
+from .tickets import record_activity, snippet_of
 
 log = logging.getLogger("shared_inbox.ingest")
-
-SNIPPET_LENGTH = 200
-
 
 def fingerprint(parsed: ParsedMessage) -> str:
     """Identifies the *content* of a message, independent of per-recipient headers.
@@ -56,10 +53,6 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
     return value
-
-
-def snippet_of(text: str) -> str:
-    return " ".join((text or "").split())[:SNIPPET_LENGTH]
 
 
 def _already_fetched(mailbox_id, folder, uidvalidity, uid) -> bool:

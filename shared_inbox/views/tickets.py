@@ -11,7 +11,7 @@ from flask_login import current_user
 from ..access import can_see_mailbox, get_ticket_or_404
 from ..extension import get_state
 from ..models import STATUSES
-from ..services.tickets import change_status
+from ..services.tickets import SplitError, change_status, split_message
 
 #: Raster images only: an SVG (or anything else) is never rendered on our origin.
 INLINE_SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
@@ -68,6 +68,22 @@ def register(bp):
             state.db.session.commit()
             flash(f"Ticket #{t.number} is now {status}.", "success")
         return redirect(url_for(f"{bp.name}.ticket", ticket_id=t.id))
+
+    @bp.route("/messages/<int:message_id>/split", methods=["POST"])
+    def split(message_id):
+        state = get_state()
+        msg = state.db.session.get(state.models.Message, message_id)
+        if msg is None or not can_see_mailbox(msg.ticket.mailbox_id):
+            abort(404)
+        old_id = msg.ticket_id
+        try:
+            new = split_message(msg, actor=current_user._get_current_object())
+        except SplitError as exc:
+            flash(str(exc), "error")
+            return redirect(url_for(f"{bp.name}.ticket", ticket_id=old_id))
+        state.db.session.commit()
+        flash(f"The message now has its own ticket, #{new.number} (split from #{old_id}).", "success")
+        return redirect(url_for(f"{bp.name}.ticket", ticket_id=new.id))
 
     @bp.route("/attachments/<int:attachment_id>")
     def attachment(attachment_id):
