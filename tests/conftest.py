@@ -1,12 +1,9 @@
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from hosts import Host, database_url  # noqa: E402
+from hosts import Host, database_url
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
