@@ -89,15 +89,17 @@ def poll_command(address):
 @click.command("run-worker")
 @with_appcontext
 def run_worker_command():
-    """Poll mailboxes forever in this process (use instead of the in-process scheduler)."""
-    from .scheduler import make_scheduler
+    """Fetch mail forever: IMAP IDLE where the server offers it, polling as the fallback."""
+    import signal
+
+    from .mail.idle import Worker
 
     app = current_app._get_current_object()
-    click.echo(f"shared_inbox worker: polling every {cv('POLL_INTERVAL')} s; Ctrl-C stops.")
-    try:
-        make_scheduler(app, blocking=True).start()
-    except (KeyboardInterrupt, SystemExit):
-        pass
+    worker = Worker(app)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop_event.set())
+    click.echo(f"shared_inbox worker: IDLE where offered, polling every "
+               f"{cv('POLL_INTERVAL')} s; Ctrl-C stops.")
+    worker.run_forever()
 
 
 def _mailbox_by_address(name_or_address: str):
