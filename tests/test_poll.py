@@ -401,3 +401,64 @@ def test_agent_splits_a_wrongly_attached_message_and_later_replies_follow_it(hos
     with host.app.app_context():
         actions = host.db.session.scalars(sa.select(host.inbox.models.Activity.action)).all()
     assert "split" in actions and "split_from" in actions
+
+
+def test_uidvalidity_change_resynchronises_without_duplicates(host, mail_server):
+    mail_server.deliver("support@example.com", mail("With id"))
+    mail_server.deliver("support@example.com", b"From: Bob <bob@example.org>\r\nSubject: No id\r\n"
+                        b"Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\nno Message-ID header\r\n")
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    assert poll(host, mailbox).ingested == 2
+    # The server renumbered the folder (restored from backup, migrated...): every UID we
+    # know is void, so everything is fetched again and recognised by Message-ID / content.
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.execute(sa.update(m.SyncState).values(uidvalidity=1))
+        host.db.session.execute(sa.update(m.FetchedUid).values(uidvalidity=1))
+        host.db.session.commit()
+    mail_server.deliver("support@example.com", mail("New after renumbering"))
+    result = poll(host, mailbox)
+    assert (result.ingested, result.skipped, result.error) == (1, 2, None)
+    assert [t[0] for t in tickets(host)] == ["With id", "No id", "New after renumbering"]
+    with host.app.app_context():
+        assert host.db.session.scalar(sa.select(sa.func.count(host.inbox.models.Message.id))) == 3
+
+
+def test_oversized_message_becomes_a_flagged_placeholder_and_the_rest_still_arrives(make_host, mail_server):
+    host = make_host(config={"SHARED_INBOX_MAX_MESSAGE_SIZE": 50_000})
+    host.create_tables()
+    mail_server.deliver("support@example.com", mail("Huge scan", "x" * 200_000))
+    mail_server.deliver("support@example.com", mail("Small question"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    assert poll(host, mailbox).ingested == 2
+    subjects = [t[0] for t in tickets(host)]
+    assert subjects[0].startswith("(message of") and "not downloaded" in subjects[0]
+    assert subjects[1] == "Small question"
+
+
+def test_inline_cid_images_are_served_to_the_html_and_scripts_are_not(host, mail_server):
+    from email.message import EmailMessage
+
+    from shared_inbox.mail.demo_mail import tiny_png
+
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "Zoe <zoe@example.org>", "support@example.com", "Photo"
+    msg["Message-ID"] = "<cid-test@example.org>"
+    msg.set_content("see photo")
+    msg.add_alternative('<p>See <img src="cid:photo1"></p><script>alert(1)</script>', subtype="html")
+    msg.get_payload()[1].add_related(tiny_png(), "image", "png", cid="<photo1>")
+    mail_server.deliver("support@example.com", bytes(msg))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    admin = host.add_user("boss@example.com", role="admin")
+    client = host.app.test_client()
+    host.login(client, admin)
+    page = client.get("/support/tickets/1").get_data(as_text=True)
+    assert "srcdoc=" in page and "alert(1)" not in page
+    with host.app.app_context():
+        att = host.db.session.scalar(sa.select(host.inbox.models.Attachment))
+        assert att.is_inline
+    assert f"/support/attachments/{att.id}?inline=1" in page
+    r = client.get(f"/support/attachments/{att.id}?inline=1")
+    assert r.status_code == 200 and r.mimetype == "image/png"
+    assert r.headers["Content-Disposition"].startswith("inline")

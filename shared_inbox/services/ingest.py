@@ -69,7 +69,8 @@ def _already_fetched(mailbox_id, folder, uidvalidity, uid) -> bool:
 def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
            uid: int | None = None, received_at: datetime | None = None,
            imported: bool = False):
-    """Store ``raw`` as a message of ``mailbox``; returns the message, or None if known.
+    """Store ``raw`` as a message of ``mailbox``; returns the new message, or None when it
+    was known already (same UID, or the same mail seen before).
 
     ``uid=None`` (mail not from IMAP, e.g. a test or a web form) skips the UID ledger.
     ``imported=True`` marks history fetched when a mailbox is added: it never triggers
@@ -80,8 +81,16 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
     if uid is not None and _already_fetched(mailbox.id, folder, uidvalidity, uid):
         return None
     try:
-        message = _ingest_parsed(mailbox, raw, parse_message(raw), received_at)
-        message.is_imported = message.is_imported or imported
+        parsed = parse_message(raw)
+        content_hash = fingerprint(parsed)
+        duplicate = _find_duplicate(parsed, content_hash)
+        if duplicate is not None:
+            if uid is not None:
+                _ledger(mailbox, folder, uidvalidity, uid, duplicate)
+                session.commit()
+            return None
+        message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at)
+        message.is_imported = imported
         if uid is not None:
             _ledger(mailbox, folder, uidvalidity, uid, message)
         session.commit()
@@ -110,29 +119,26 @@ def _ledger(mailbox, folder, uidvalidity, uid, message) -> None:
 
 
 def _find_duplicate(parsed: ParsedMessage, content_hash: str):
-    """The same mail seen before (another of our mailboxes, or a UIDVALIDITY reset)."""
-    if not parsed.message_id:
-        return None
+    """The same mail seen before (another of our mailboxes, or a UIDVALIDITY reset).
+
+    Identified by Message-ID and content together, or by content alone when the mail has
+    no Message-ID.
+    """
     state = get_state()
     m = state.models
+    same_id = (m.Message.message_id == parsed.message_id[:998]) if parsed.message_id \
+        else m.Message.message_id.is_(None)
     return state.db.session.scalar(
         sa.select(m.Message).where(
-            m.Message.message_id == parsed.message_id[:998],
-            m.Message.content_hash == content_hash,
-            m.Message.kind == "inbound",
+            m.Message.content_hash == content_hash, same_id, m.Message.kind == "inbound",
         ).limit(1)
     )
 
 
-def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, received_at):
+def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str, received_at):
     state = get_state()
     m = state.models
     session = state.db.session
-    content_hash = fingerprint(parsed)
-    duplicate = _find_duplicate(parsed, content_hash)
-    if duplicate is not None:
-        return duplicate
-
     raw_key = state.storage.put(raw, kind="raw", suffix=".eml")
     sender = parsed.from_
     customer = get_or_create_customer(sender.email if sender else "", sender.name if sender else "")
