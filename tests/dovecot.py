@@ -19,7 +19,7 @@ state_dir = {d}/state
 instance_name = dovecot-si-{port}
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 log_path = {d}/dovecot.log
@@ -41,7 +41,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
   }}
 }}
 service pop3-login {{
@@ -62,18 +63,76 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_certificates(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A private test CA and a server certificate for ``host``: (ca.pem, cert.pem, key.pem)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "shared_inbox test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                       key_encipherment=False, data_encipherment=False,
+                                       key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                       encipher_only=False, decipher_only=False), critical=True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+            .issuer_name(ca_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+                           critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return paths
+
+
 class Dovecot:
-    def __init__(self, users: dict[str, str]):
+    """``tls=True`` adds IMAPS (``imaps_port``) and STARTTLS on ``port``, with a certificate
+    from a private CA (``ca_file``) that a client must be told to trust."""
+
+    def __init__(self, users: dict[str, str], tls: bool = False):
         self.users = users
         self.port = _free_port()
+        self.tls = tls
+        self.imaps_port = _free_port() if tls else 0
         self.dir = Path(tempfile.mkdtemp(prefix="si-dovecot-"))
         os.chmod(self.dir, 0o755)
+        self.ca_file = None
 
     def start(self) -> "Dovecot":
         d = self.dir
         (d / "mail").mkdir()
         (d / "users").write_text("".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items()))
-        (d / "dovecot.conf").write_text(CONFIG.format(d=d, port=self.port))
+        ssl = "ssl = no"
+        if self.tls:
+            self.ca_file, cert, key = make_certificates(d)
+            ssl = f"ssl = yes\nssl_cert = <{cert}\nssl_key = <{key}"
+        (d / "dovecot.conf").write_text(CONFIG.format(d=d, port=self.port, ssl=ssl,
+                                                      imaps_port=self.imaps_port))
         shutil.chown(d / "mail", "nobody", "nogroup")
         subprocess.run(["dovecot", "-c", str(d / "dovecot.conf")], check=True)
         deadline = time.monotonic() + 10
