@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from datetime import date, datetime
+from typing import ClassVar
 
 from .mail.imap import is_loopback
 
@@ -87,7 +88,7 @@ class Form:
     """What the user typed (``data``), what is wrong with it (``errors``), and the result."""
 
     #: field name -> default shown on an empty form
-    defaults: dict[str, object] = {}
+    defaults: ClassVar[dict[str, object]] = {}
 
     def __init__(self, data: dict[str, object] | None = None):
         self.data: dict[str, object] = dict(self.defaults)
@@ -147,7 +148,7 @@ class MailboxForm(Form):
         "smtp_host", "smtp_port", "smtp_security", "smtp_username", "import_from",
         "import_since",
     )
-    defaults = {
+    defaults: ClassVar[dict[str, object]] = {
         "name": "", "email_address": "", "from_name": "", "signature": "",
         "imap_host": "", "imap_port": "993", "imap_security": "ssl", "imap_username": "",
         "imap_folder": "INBOX", "after_fetch": "leave", "move_to_folder": "",
@@ -166,7 +167,7 @@ class MailboxForm(Form):
         self.smtp_same_password = False
 
     @classmethod
-    def from_mailbox(cls, mailbox) -> "MailboxForm":
+    def from_mailbox(cls, mailbox) -> MailboxForm:
         data = {name: getattr(mailbox, name) for name in cls.defaults
                 if name not in ("import_from", "import_since")}
         data["imap_port"] = str(mailbox.imap_port)
@@ -175,7 +176,7 @@ class MailboxForm(Form):
                    has_smtp_password=bool(mailbox.smtp_secret))
 
     @classmethod
-    def from_request(cls, formdata, *, mailbox=None) -> "MailboxForm":
+    def from_request(cls, formdata, *, mailbox=None) -> MailboxForm:
         data = {name: formdata.get(name, "") for name in cls.TEXT_FIELDS}
         data["is_active"] = bool(formdata.get("is_active"))
         form = cls(
@@ -221,8 +222,8 @@ class MailboxForm(Form):
         self.convert("smtp_port", parse_port, label="SMTP port")
         smtp_security = self.convert("smtp_security", parse_choice, SECURITY_CHOICES,
                                      label="SMTP security")
-        effective_smtp_host = smtp_host or imap_host
-        if smtp_security == "plain" and effective_smtp_host and not is_loopback(effective_smtp_host):
+        smtp_to = smtp_host or imap_host
+        if smtp_security == "plain" and smtp_to and not is_loopback(smtp_to):
             self.add_error("smtp_security", "Unencrypted SMTP is only allowed to this machine "
                            "(127.0.0.1, localhost); choose SSL/TLS or STARTTLS.")
         self.text("smtp_username", max_length=320, label="SMTP user name")
