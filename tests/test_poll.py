@@ -462,3 +462,64 @@ def test_inline_cid_images_are_served_to_the_html_and_scripts_are_not(host, mail
     r = client.get(f"/support/attachments/{att.id}?inline=1")
     assert r.status_code == 200 and r.mimetype == "image/png"
     assert r.headers["Content-Disposition"].startswith("inline")
+
+
+def _outbound(host, ticket_id, message_id):
+    """A reply we sent (sending itself is the dashboard's job)."""
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.add(m.Message(ticket_id=ticket_id, kind="outbound", message_id=message_id,
+                                      from_email="support@example.com", subject="Re: Stove leaks",
+                                      body_text="We sent a new valve.", send_status="sent"))
+        t = host.db.session.get(m.Ticket, ticket_id)
+        t.status = "closed"
+        host.db.session.commit()
+
+
+def test_a_bounce_attaches_to_the_ticket_of_the_reply_that_bounced(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Stove leaks", msgid="s1"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    _outbound(host, 1, "reply-1@example.com")
+    dsn = (
+        b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\r\n"
+        b"To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        b"Message-ID: <dsn-1@mx.example.org>\r\nAuto-Submitted: auto-replied\r\n"
+        b"MIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        b"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n\r\n"
+        b"Final-Recipient: rfc822; alice@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        b"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: support@example.com\r\n"
+        b"To: alice@example.org\r\nSubject: Re: Stove leaks\r\nMessage-ID: <reply-1@example.com>\r\n"
+        b"--B--\r\n")
+    mail_server.deliver("support@example.com", dsn)
+    poll(host, mailbox)
+    with host.app.app_context():
+        m = host.inbox.models
+        assert host.db.session.scalar(sa.select(sa.func.count(m.Ticket.id))) == 1
+        ticket = host.db.session.get(m.Ticket, 1)
+        bounce = host.db.session.scalar(sa.select(m.Message).where(m.Message.is_bounce))
+        reply = host.db.session.scalar(sa.select(m.Message).where(m.Message.kind == "outbound"))
+        assert bounce.ticket_id == 1 and bounce.thread_reason == "bounce of <reply-1@example.com>"
+        assert reply.send_status == "bounced" and ticket.is_flagged
+        # A machine wrote, not the customer: the closed ticket stays closed.
+        assert ticket.status == "closed"
+
+
+def test_an_out_of_office_reply_joins_but_does_not_reopen_or_wait(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Stove leaks", msgid="s1"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    _outbound(host, 1, "reply-1@example.com")
+    mail_server.deliver("support@example.com", mail(
+        "Automatic reply: Re: Stove leaks", "I am on holiday until Monday.", msgid="ooo",
+        In_Reply_To="<reply-1@example.com>", Auto_Submitted="auto-replied"))
+    poll(host, mailbox)
+    with host.app.app_context():
+        m = host.inbox.models
+        ticket = host.db.session.get(m.Ticket, 1)
+        ooo = host.db.session.scalar(sa.select(m.Message).where(m.Message.message_id == "ooo@example.org"))
+        assert ooo.ticket_id == 1 and ooo.is_automated and not ooo.is_bounce
+        assert ticket.status == "closed" and not ticket.is_waiting
+        assert "holiday" not in ticket.snippet

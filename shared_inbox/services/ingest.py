@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from ..extension import get_state
+from ..mail.classify import Classification, classify
 from ..mail.parse import ParsedMessage, parse_message
 from ..mail.quotes import split_reply
 from ..mail.threader import find_ticket
@@ -89,7 +90,8 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
                 _ledger(mailbox, folder, uidvalidity, uid, duplicate)
                 session.commit()
             return None
-        message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at)
+        message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at,
+                                 classify(raw, parsed))
         message.is_imported = imported
         if uid is not None:
             _ledger(mailbox, folder, uidvalidity, uid, message)
@@ -135,14 +137,31 @@ def _find_duplicate(parsed: ParsedMessage, content_hash: str):
     )
 
 
-def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str, received_at):
+def _bounced_ticket(kind: Classification):
+    """The ticket of our message that bounced, and that message (or ``(None, None)``)."""
+    if not kind.bounced_message_id:
+        return None, None
+    state = get_state()
+    m = state.models
+    original = state.db.session.scalar(
+        sa.select(m.Message).where(m.Message.message_id == kind.bounced_message_id[:998])
+        .order_by((m.Message.kind == "outbound").desc(), m.Message.id.desc()).limit(1))
+    return (original.ticket, original) if original is not None else (None, None)
+
+
+def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str, received_at,
+                   kind: Classification):
     state = get_state()
     m = state.models
     session = state.db.session
     raw_key = state.storage.put(raw, kind="raw", suffix=".eml")
     sender = parsed.from_
     customer = get_or_create_customer(sender.email if sender else "", sender.name if sender else "")
-    ticket, reason = find_ticket(parsed, customer)
+    ticket, bounced = _bounced_ticket(kind)
+    if ticket is not None:
+        reason = f"bounce of <{kind.bounced_message_id}>"
+    else:
+        ticket, reason = find_ticket(parsed, customer)
     now = utcnow()
     date = _naive_utc(parsed.date) or _naive_utc(received_at) or now
     if date > now:
@@ -167,7 +186,12 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
         subject=(parsed.subject or "")[:998],
         message_id=parsed.message_id[:998] if parsed.message_id else None,
         in_reply_to=" ".join(parsed.in_reply_to), references=" ".join(parsed.references),
-        headers=parsed.headers, body_text=parsed.text or "", reply_text=split.reply,
+        headers={**parsed.headers, "_classification": {
+            "reasons": kind.reasons, "failed_recipients": kind.failed_recipients,
+            "bounced_message_id": kind.bounced_message_id,
+            "suppress_autoreply": kind.suppress_autoreply}},
+        is_automated=kind.is_automated, is_bounce=kind.is_bounce,
+        body_text=parsed.text or "", reply_text=split.reply,
         body_html=parsed.html, raw_key=raw_key, raw_size=len(raw), content_hash=content_hash,
         is_malformed=parsed.is_malformed, parse_error=parsed.error, thread_reason=reason,
         date=date, created_at=now,
@@ -183,12 +207,22 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
             is_inline=att.is_inline,
         ))
 
-    _touch_ticket_inbound(ticket, message, split.reply or parsed.text, date)
-    if parsed.is_malformed:
+    if parsed.is_malformed or kind.is_bounce:
         ticket.is_flagged = True
+    if kind.is_bounce and bounced is not None and bounced.kind == "outbound":
+        bounced.send_status = "bounced"
+        bounced.send_error = "; ".join(kind.reasons)[:2000] or "the message bounced"
     if new_ticket:
+        _touch_ticket_inbound(ticket, message, split.reply or parsed.text, date)
         record_activity(ticket, "created", mailbox=mailbox.email_address)
+    elif kind.is_automated:
+        # An out-of-office or a bounce joins the conversation but does not make the
+        # customer "waiting" again, nor reopen what the team closed.
+        ticket.message_count = (ticket.message_count or 0) + 1
+        record_activity(ticket, "bounced" if kind.is_bounce else "automated_reply",
+                        message=message.id, why=reason, recipients=kind.failed_recipients)
     else:
+        _touch_ticket_inbound(ticket, message, split.reply or parsed.text, date)
         if ticket.status in ("closed", "pending") or ticket.snoozed_until is not None:
             old = ticket.status
             ticket.status = "open"

@@ -48,7 +48,8 @@ def refresh_summary(ticket) -> None:
     last = messages[-1]
     ticket.snippet = snippet_of(last.reply_text or last.body_text)
     ticket.last_message_at = last.date or last.created_at
-    inbound = [msg.date or msg.created_at for msg in messages if msg.kind == "inbound"]
+    inbound = [msg.date or msg.created_at for msg in messages
+               if msg.kind == "inbound" and not msg.is_automated]
     outbound = [msg.date or msg.created_at for msg in messages if msg.kind == "outbound"]
     ticket.last_inbound_at = max(inbound) if inbound else None
     ticket.last_outbound_at = max(outbound) if outbound else None
