@@ -523,3 +523,15 @@ def test_an_out_of_office_reply_joins_but_does_not_reopen_or_wait(host, mail_ser
         assert ooo.ticket_id == 1 and ooo.is_automated and not ooo.is_bounce
         assert ticket.status == "closed" and not ticket.is_waiting
         assert "holiday" not in ticket.snippet
+
+
+def test_the_ticket_page_marks_bounces_and_automatic_mail(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Stove leaks", msgid="s1"))
+    mail_server.deliver("support@example.com", mail(
+        "Automatic reply: Stove leaks", "On holiday", msgid="ooo", In_Reply_To="<s1@example.org>",
+        Auto_Submitted="auto-replied"))
+    poll(host, add_mailbox(host, mail_server, "support@example.com"))
+    client = host.app.test_client()
+    host.login(client, host.add_user("boss@example.com", role="admin"))
+    page = client.get("/support/tickets/1").get_data(as_text=True)
+    assert page.count(">automatic</span>") == 1 and "Auto-Submitted: auto-replied" in page
