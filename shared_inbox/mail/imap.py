@@ -32,6 +32,10 @@ class MailboxConnectionError(Exception):
     """A problem a person can act on, worded for them."""
 
 
+class MailboxNeedsReauthorisation(MailboxConnectionError):
+    """The OAuth grant was revoked or expired: an admin must reconnect the mailbox."""
+
+
 @dataclass
 class PollResult:
     mailbox: str
@@ -39,6 +43,7 @@ class PollResult:
     skipped: int = 0
     error: str | None = None
     locked: bool = False
+    needs_reauth: bool = False
     uids: list[int] = field(default_factory=list)
 
 
@@ -76,11 +81,22 @@ def connect(mailbox) -> imapclient.IMAPClient:
         raise MailboxConnectionError(
             f"cannot connect to {host}:{port} ({exc.__class__.__name__}: {exc})"
         ) from exc
+    from .oauth import NeedsReauthorisation, OAuthError, imap_login
+
     try:
-        client.login(mailbox.imap_username or mailbox.email_address, mailbox.imap_password or "")
+        imap_login(client, mailbox)
     except LoginError as exc:
         _logout_quietly(client)
         raise MailboxConnectionError("login failed: check the user name and password") from exc
+    except NeedsReauthorisation as exc:
+        _logout_quietly(client)
+        raise MailboxNeedsReauthorisation(str(exc)) from exc
+    except OAuthError as exc:
+        _logout_quietly(client)
+        raise MailboxConnectionError(str(exc)) from exc
+    if mailbox.auth_type == "xoauth2":
+        # Keep a refreshed (or rotated) token even if nothing else of this poll is kept.
+        get_state().db.session.commit()
     return client
 
 
@@ -179,6 +195,9 @@ def poll_mailbox(mailbox) -> PollResult:
             _fetch_new(client, mailbox, sync, result, owner)
         finally:
             _logout_quietly(client)
+    except MailboxNeedsReauthorisation as exc:
+        result.error = str(exc)
+        result.needs_reauth = True
     except MailboxConnectionError as exc:
         result.error = str(exc)
     except (IMAPClientError, OSError) as exc:
@@ -188,6 +207,8 @@ def poll_mailbox(mailbox) -> PollResult:
         if result.error:
             log.warning("polling %s failed: %s", mailbox.email_address, result.error)
             mailbox.last_error = result.error
+            if result.needs_reauth:
+                mailbox.needs_reauth = True
             mailbox.failure_count = (mailbox.failure_count or 0) + 1
             mailbox.next_poll_at = utcnow() + timedelta(
                 seconds=backoff_seconds(mailbox.failure_count))

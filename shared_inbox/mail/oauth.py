@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -109,13 +108,15 @@ def get_access_token(mailbox, *, force_refresh: bool = False) -> str:
     if provider is not None:
         token = provider(mailbox)
         if not token:
-            raise _reauth(mailbox, "the site's OAuth token provider returned no access token "
-                                   "token for this mailbox; reconnect the mailbox")
+            raise _reauth(mailbox, "needs re-authorisation: the site's OAuth token provider "
+                                   "returned no access token for this mailbox; reconnect "
+                                   "the mailbox")
         return token
     tokens = read_oauth_tokens(mailbox)
-    if not force_refresh and tokens["access_token"] and tokens["expires_at"] is not None:
-        if float(tokens["expires_at"]) - time.time() > cv("OAUTH_REFRESH_MARGIN"):
-            return tokens["access_token"]
+    fresh = (tokens["access_token"] and tokens["expires_at"] is not None
+             and float(tokens["expires_at"]) - time.time() > cv("OAUTH_REFRESH_MARGIN"))
+    if fresh and not force_refresh:
+        return tokens["access_token"]
     return refresh_access_token(mailbox, tokens)
 
 
@@ -188,7 +189,7 @@ def _post_form(mailbox, url: str, form: dict) -> dict:
         with exc:
             body = exc.read()
         _raise_for_http_error(mailbox, label, exc.code, body)
-    except (urllib.error.URLError, socket.timeout, TimeoutError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise TokenEndpointUnavailable(
             f"cannot reach the {label} token endpoint: {reason}; will try again") from exc
@@ -217,7 +218,7 @@ def _raise_for_http_error(mailbox, label: str, status: int, body: bytes):
     if status in (400, 401, 403) and error in ("invalid_client", "unauthorized_client"):
         raise _reauth(mailbox, f"needs re-authorisation: {label} rejected this site's OAuth2 "
                                f"client{detail}; check SHARED_INBOX_OAUTH_CLIENTS, then "
-                               f"reconnect the mailbox") from exc
+                               f"reconnect the mailbox")
     if status in (400, 401, 403):
         raise _reauth(mailbox, f"needs re-authorisation: {label} rejected the stored refresh "
                                f"token{detail}; reconnect the mailbox")
@@ -255,6 +256,9 @@ def imap_login(client, mailbox) -> None:
     if mailbox.auth_type != "xoauth2":
         client.login(user, mailbox.imap_password or "")
         return
+    if not client.has_capability("AUTH=XOAUTH2"):
+        raise OAuthError(f"the IMAP server {mailbox.imap_host} does not offer XOAUTH2 sign-in; "
+                         f"check the server name or use a password")
     token = get_access_token(mailbox)
     try:
         client.oauth2_login(user, token)
@@ -284,6 +288,10 @@ def smtp_login(smtp, mailbox) -> None:
     if mailbox.auth_type != "xoauth2":
         smtp.login(user, mailbox.smtp_password or "")
         return
+    smtp.ehlo_or_helo_if_needed()
+    if "XOAUTH2" not in smtp.esmtp_features.get("auth", "").upper().split():
+        raise OAuthError(f"the SMTP server {mailbox.smtp_host} does not offer XOAUTH2 sign-in; "
+                         f"check the server name or use a password")
     token = get_access_token(mailbox)
     try:
         _smtp_xoauth2(smtp, user, token)
@@ -299,7 +307,7 @@ def smtp_login(smtp, mailbox) -> None:
             exc.smtp_error, bytes) else str(exc.smtp_error)
         raise _reauth(mailbox, f"needs re-authorisation: the SMTP server rejected a fresh "
                                f"{_provider_label(mailbox)} access token for {user} "
-                               f"({exc.smtp_code} {reply}); reconnect the mailbox")
+                               f"({exc.smtp_code} {reply}); reconnect the mailbox") from exc
 
 
 def _smtp_xoauth2(smtp, user: str, token: str) -> None:
@@ -311,5 +319,4 @@ def _smtp_xoauth2(smtp, user: str, token: str) -> None:
         # style): answer with an empty line so the server ends with its 535.
         return auth_string if challenge is None else ""
 
-    smtp.ehlo_or_helo_if_needed()
     smtp.auth("XOAUTH2", authobject)
