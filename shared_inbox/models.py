@@ -225,6 +225,9 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         first_response_at = sa.Column(sa.DateTime, nullable=True)
         closed_at = sa.Column(sa.DateTime, nullable=True)
         snoozed_until = sa.Column(sa.DateTime, nullable=True)
+        # Set when merged into another ticket (whose thread then holds the messages).
+        merged_into_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="SET NULL"), nullable=True)
 
         mailbox = relationship(InboxMailbox)
         customer = relationship(InboxCustomer)
@@ -359,6 +362,17 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
         actor = relationship(user_model)
 
+    class InboxTicketRead(Model):
+        """When an agent last read a ticket: the inbox shows what is unread for them."""
+
+        __tablename__ = t("ticket_read")
+        __table_args__ = (sa.UniqueConstraint("ticket_id", "user_id"),)
+        id = sa.Column(sa.Integer, primary_key=True)
+        ticket_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="CASCADE"), nullable=False)
+        user_id = user_fk(nullable=False, ondelete="CASCADE")
+        read_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
     class InboxFetchedUid(Model):
         """Ledger of IMAP messages already ingested: (mailbox, folder, UIDVALIDITY, UID).
 
@@ -415,13 +429,14 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         Activity=InboxActivity,
         FetchedUid=InboxFetchedUid,
         SyncState=InboxSyncState,
+        TicketRead=InboxTicketRead,
     )
     ns.tables = [
         m.__table__ if hasattr(m, "__table__") else m
         for m in (
             InboxMailbox, InboxMailboxMember, InboxCustomer, InboxTag, InboxTicket,
             ticket_tags, InboxMessage, InboxAttachment, InboxSavedReply, InboxActivity,
-            InboxFetchedUid, InboxSyncState,
+            InboxFetchedUid, InboxSyncState, InboxTicketRead,
         )
     ]
     OWN_TABLE_NAMES.update(tbl.name for tbl in ns.tables)

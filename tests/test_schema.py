@@ -10,6 +10,7 @@ OUR_TABLES = {
     "inbox_mailbox", "inbox_mailbox_member", "inbox_customer", "inbox_tag", "inbox_ticket",
     "inbox_ticket_tag", "inbox_message", "inbox_attachment", "inbox_saved_reply",
     "inbox_activity", "inbox_fetched_uid", "inbox_sync_state", "inbox_alembic_version",
+    "inbox_ticket_read",
 }
 
 
@@ -68,7 +69,7 @@ def test_upgrade_from_an_older_schema_keeps_the_data(make_host):
     assert "si0001" in _cli(host, "current")
     _cli(host, "upgrade")
     assert OUR_TABLES <= _tables(host)
-    assert "current: si0003" in _cli(host, "current")
+    assert "current: si0004" in _cli(host, "current")
     with host.app.app_context():
         mailbox = host.db.session.scalar(sa.select(host.inbox.models.Mailbox))
         assert mailbox.email_address == "support@x.test"
