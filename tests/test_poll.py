@@ -76,7 +76,7 @@ def test_demo_mail_becomes_threaded_tickets_visible_in_the_dashboard(host, mail_
         # Follow-ups joined the ticket of the customer's first mail, and say why: by
         # In-Reply-To, or by References when In-Reply-To names a mail we never saw.
         followups = session.scalars(
-            sa.select(m.Message).where(m.Message.thread_reason.like("matched %"))).all()
+            sa.select(m.Message).where(m.Message.thread_reason.like("matched %")).order_by(m.Message.id)).all()
         reasons = {msg.thread_reason.split(" <")[0] for msg in followups}
         assert reasons == {"matched In-Reply-To", "matched References"}
         for msg in followups:
@@ -93,7 +93,9 @@ def test_demo_mail_becomes_threaded_tickets_visible_in_the_dashboard(host, mail_
         att = session.scalars(sa.select(m.Attachment).where(m.Attachment.is_inline.is_(False))).first()
         assert att is not None and att.size > 0
         assert host.app.extensions["shared_inbox"].storage.get(att.storage_key)
-        ticket_id = followups[0].ticket_id
+        quoting = [msg for msg in followups if "wrote:" in msg.body_text]
+        assert quoting
+        ticket_id = quoting[0].ticket_id
 
     admin = host.add_user("boss@example.com", role="admin")
     client = host.app.test_client()
