@@ -32,6 +32,12 @@ DEFAULTS: dict[str, object] = {
     "DEV_SMTP_PORT": 1025,
     "OAUTH_CLIENTS": {},
     "OAUTH_REFRESH_MARGIN": 300,
+    "SEND_MAX_ATTEMPTS": 8,
+    "SEND_LEASE_SECONDS": 600,
+    "SEND_INTERVAL": 15,
+    "APPEND_TO_SENT": False,
+    "SENT_FOLDER": "Sent",
+    "MAX_ATTACHMENT_SIZE": 20 * 1024 * 1024,
 }
 
 DOCS: dict[str, str] = {
@@ -63,6 +69,14 @@ DOCS: dict[str, str] = {
     "{\"client_id\": ..., \"client_secret\": ..., \"tenant\": \"common\"}}`; an optional "
     "`token_url` per provider overrides its token endpoint.",
     "OAUTH_REFRESH_MARGIN": "Seconds before its expiry an OAuth2 access token is refreshed.",
+    "SEND_MAX_ATTEMPTS": "Attempts to send an outgoing message (retried after 1, 2, 4... "
+    "minutes, at most an hour apart) before it is marked failed.",
+    "SEND_LEASE_SECONDS": "How long a sender holds an outgoing message; one left in `sending` "
+    "longer (the sender crashed) is sent again.",
+    "SEND_INTERVAL": "Seconds between two runs of the outbox delivery job.",
+    "APPEND_TO_SENT": "Also file a copy of every sent reply in the mailbox's Sent folder over IMAP.",
+    "SENT_FOLDER": "IMAP folder that receives copies of sent replies (with `APPEND_TO_SENT`).",
+    "MAX_ATTACHMENT_SIZE": "Largest total size (bytes) of the files attached to one reply.",
 }
 
 PREFIX = "SHARED_INBOX_"

@@ -38,7 +38,27 @@ def make_scheduler(app: Flask, *, blocking: bool = False):
         poll_job, "interval", seconds=cv("POLL_INTERVAL", app), args=[app], id="poll",
         max_instances=1, coalesce=True, next_run_time=datetime.now().astimezone(),
     )
+    scheduler.add_job(
+        send_job, "interval", seconds=cv("SEND_INTERVAL", app), args=[app], id="send",
+        max_instances=1, coalesce=True, next_run_time=datetime.now().astimezone(),
+    )
     return scheduler
+
+
+def send_job(app: Flask) -> None:
+    """Deliver due outbox messages (replies, forwards, mention notifications)."""
+    from .services.outbox import deliver_due
+
+    with app.app_context():
+        try:
+            stats = deliver_due()
+            if stats.sent or stats.retry or stats.failed:
+                log.info("outbox: %d sent, %d to retry, %d failed",
+                         stats.sent, stats.retry, stats.failed)
+        except Exception:
+            log.exception("outbox delivery failed")
+        finally:
+            get_state(app).db.session.remove()
 
 
 def start_in_background(app: Flask):
