@@ -32,6 +32,19 @@ def poll_job(app: Flask) -> None:
             get_state(app).db.session.remove()
 
 
+def wake_job(app: Flask) -> None:
+    """Snoozed tickets come back to the inbox at their time."""
+    from .services.tickets import wake_snoozed
+
+    with app.app_context():
+        state = get_state(app)
+        try:
+            if wake_snoozed():
+                state.db.session.commit()
+        finally:
+            state.db.session.remove()
+
+
 def make_scheduler(app: Flask, *, blocking: bool = False):
     scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone="UTC")
     scheduler.add_job(
@@ -42,6 +55,8 @@ def make_scheduler(app: Flask, *, blocking: bool = False):
         send_job, "interval", seconds=cv("SEND_INTERVAL", app), args=[app], id="send",
         max_instances=1, coalesce=True, next_run_time=datetime.now().astimezone(),
     )
+    scheduler.add_job(wake_job, "interval", seconds=60, args=[app], id="wake",
+                      max_instances=1, coalesce=True)
     return scheduler
 
 

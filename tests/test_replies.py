@@ -407,3 +407,36 @@ def test_a_copy_goes_to_the_sent_folder_and_a_failure_there_does_not_fail_the_se
     assert deliver(host).sent == 1
     assert messages(host, ticket_id)[-1]["status"] == "sent"
     assert len(server.wait_for_sent(2)) == 2
+
+
+def test_sending_warns_when_the_customer_wrote_since_the_page_was_opened(host, server):
+    mail_server = server
+    """Collision safety: a reply composed on a stale page is held back, text kept."""
+    import re as _re
+
+    from test_poll import add_mailbox as add_box, mail as make_mail, poll as run_poll
+
+    mail_server.deliver("support@example.com", make_mail("Stove leaks", msgid="c1"))
+    box = add_box(host, mail_server, "support@example.com")
+    run_poll(host, box)
+    agent = host.add_user("ada@example.com")
+    with host.app.app_context():
+        host.db.session.add(host.inbox.models.MailboxMember(mailbox_id=box, user_id=agent))
+        host.db.session.commit()
+    client = host.app.test_client()
+    host.login(client, agent)
+    page = client.get("/support/tickets/1").get_data(as_text=True)
+    token = _re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    seen = _re.search(r'name="seen_message_id" value="(\d+)"', page).group(1)
+    mail_server.deliver("support@example.com", make_mail(
+        "Re: Stove leaks", "Actually it is the valve", msgid="c2", In_Reply_To="<c1@example.org>"))
+    run_poll(host, box)
+    r = client.post("/support/tickets/1/reply", data={
+        "csrf_token": token, "seen_message_id": seen, "text": "Try a new gasket"})
+    page = r.get_data(as_text=True)
+    assert r.status_code == 422 and "new message(s) arrived" in page
+    assert "Try a new gasket" in page and "Actually it is the valve" in page
+    seen = _re.search(r'name="seen_message_id" value="(\d+)"', page).group(1)
+    r = client.post("/support/tickets/1/reply", data={
+        "csrf_token": token, "seen_message_id": seen, "text": "Try a new gasket"})
+    assert r.status_code == 302

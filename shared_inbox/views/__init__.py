@@ -54,9 +54,8 @@ def create_blueprint(name: str) -> Blueprint:
             }
         }
 
-    from . import inbox, settings, tickets
+    from . import inbox, replies, saved_replies, settings, tags, tickets
 
-    inbox.register(bp)
-    tickets.register(bp)
-    settings.register(bp)
+    for module in (inbox, tickets, replies, settings, saved_replies, tags):
+        module.register(bp)
     return bp

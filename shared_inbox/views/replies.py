@@ -18,6 +18,7 @@ from ..access import get_ticket_or_404
 from ..extension import get_state
 from ..services import outbox
 from ..services.replies import ReplyError, Upload, forward, queue_note, queue_reply
+from ..services.tickets import has_newer_messages
 
 
 def _uploads() -> list[Upload]:
@@ -65,6 +66,14 @@ def register(bp):
         state = get_state()
         ticket = get_ticket_or_404(ticket_id)
         close = request.form.get("action") == "close"
+        newer = [msg for msg in has_newer_messages(ticket, request.form.get("seen_message_id"))
+                 if msg.kind in ("inbound", "outbound")]
+        if newer:
+            # Collision safety: someone wrote since this page was opened. Show it first; the
+            # re-rendered page knows the new messages, so sending again goes through.
+            who = ", ".join(sorted({msg.from_name or msg.from_email or "an agent" for msg in newer}))
+            return rerender(ticket_id, "reply", f"Not sent: {len(newer)} new message(s) arrived "
+                            f"since you opened this page (from {who}). Read them, then send again.")
         try:
             message = queue_reply(ticket, current_user._get_current_object(),
                                   request.form.get("text", ""), attachments=_uploads(),

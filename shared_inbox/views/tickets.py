@@ -3,15 +3,24 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, send_file, url_for
+from flask import (
+    abort, flash, make_response, redirect, render_template, request, send_file, url_for,
+)
 from flask_login import current_user
 
-from ..access import can_see_mailbox, get_ticket_or_404
+from ..access import can_see_mailbox, get_ticket_or_404, user_id
 from ..extension import get_state
-from ..models import STATUSES
-from ..services.tickets import SplitError, change_status, split_message
+from ..mail.sanitize import sanitize_html
+from ..models import STATUSES, utcnow
+from ..services.saved_replies import rendered_saved_replies
+from . import CONTENT_SECURITY_POLICY
+from ..services.tickets import (
+    MergeError, SplitError, TicketActionError, assign, assignable_agents, change_status,
+    find_user, merge_tickets, previous_conversations, snooze, split_message, unsnooze,
+)
 
 #: Raster images only: an SVG (or anything else) is never rendered on our origin.
 INLINE_SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
@@ -19,10 +28,16 @@ INLINE_SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 CID_SRC = re.compile(r'src="cid:([^"]*)"')
 
 
-def html_for_display(message, endpoint: str) -> str | None:
-    """Stored (already sanitized) HTML with ``cid:`` images pointed at our download view."""
+def html_for_display(message, endpoint: str, show_images: bool = False) -> str | None:
+    """Stored (already sanitized) HTML with ``cid:`` images pointed at our download view.
+
+    ``show_images`` puts the blocked remote images (``data-remote-src``) back in ``src``.
+    """
     if not message.body_html:
         return None
+    body = message.body_html
+    if show_images:
+        body = sanitize_html(body, allow_remote_images=True)
     by_cid = {a.content_id: a for a in message.attachments if a.content_id}
 
     def _swap(match):
@@ -31,15 +46,49 @@ def html_for_display(message, endpoint: str) -> str | None:
             return 'src=""'
         return f'src="{url_for(endpoint, attachment_id=att.id, inline=1)}"'
 
-    return CID_SRC.sub(_swap, message.body_html)
+    return CID_SRC.sub(_swap, body)
+
+
+def has_remote_images(message) -> bool:
+    return bool(message.body_html) and "data-remote-src=" in message.body_html
+
+
+def parse_snooze_time(value: str, tz_offset: str = "") -> datetime:
+    """A ``datetime-local`` value (UTC, or local with a JS ``getTimezoneOffset`` in minutes)."""
+    try:
+        when = datetime.fromisoformat((value or "").strip())
+    except ValueError:
+        raise TicketActionError("Enter a date and time to snooze until.") from None
+    if when.tzinfo is not None:
+        return when.astimezone(timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    try:
+        offset = int(tz_offset) if str(tz_offset or "").strip() else 0
+    except ValueError:
+        offset = 0
+    if abs(offset) <= 24 * 60:
+        when += timedelta(minutes=offset)
+    return when.replace(second=0, microsecond=0)
+
+
+def _me():
+    return current_user._get_current_object()
 
 
 def register(bp):
+    def back(t):
+        return redirect(url_for(f"{bp.name}.ticket", ticket_id=t.id))
+
     @bp.route("/tickets/<int:ticket_id>")
     def ticket(ticket_id):
         state = get_state()
         m = state.models
         t = get_ticket_or_404(ticket_id)
+        if t.merged_into_id is not None and request.args.get("view") != "merged":
+            target = state.db.session.get(m.Ticket, t.merged_into_id)
+            if target is not None and can_see_mailbox(target.mailbox_id):
+                flash(f"Ticket #{t.number} was merged into #{target.number}; "
+                      "its messages are here.", "info")
+                return redirect(url_for(f"{bp.name}.ticket", ticket_id=target.id))
         messages = list(state.db.session.scalars(
             sa.select(m.Message).where(m.Message.ticket_id == t.id)
             .options(sa.orm.selectinload(m.Message.attachments),
@@ -51,11 +100,106 @@ def register(bp):
             .order_by(m.Activity.created_at.desc(), m.Activity.id.desc()).limit(50)
         ))
         endpoint = f"{bp.name}.attachment"
-        html = {msg.id: html_for_display(msg, endpoint) for msg in messages}
-        return render_template(
+        show_images = request.args.get("images", type=int)
+        html = {msg.id: html_for_display(msg, endpoint, show_images=msg.id == show_images)
+                for msg in messages}
+        remote_images = {msg.id for msg in messages if has_remote_images(msg)}
+        me = _me()
+        agents = assignable_agents(t.mailbox)
+        response = make_response(render_template(
             "shared_inbox/ticket.html", ticket=t, messages=messages, html=html,
-            activity=activity, statuses=STATUSES,
-        )
+            activity=activity, statuses=STATUSES, remote_images=remote_images,
+            images_shown=show_images if show_images in remote_images else None,
+            agents=agents, agent_ids=[user_id(a) for a in agents], me_id=user_id(me),
+            user_id=user_id,
+            previous=previous_conversations(t), saved_replies=rendered_saved_replies(t, me),
+            newest_message_id=max((msg.id for msg in messages), default=0),
+            merged_into=state.db.session.get(m.Ticket, t.merged_into_id)
+            if t.merged_into_id else None,
+            now=utcnow(), snooze_default=(utcnow() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        ))
+        if show_images in remote_images:
+            # The one message the agent asked for may load its remote images.
+            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+                "img-src 'self' data:", "img-src 'self' data: https: http:")
+        return response
+
+    @bp.route("/tickets/<int:ticket_id>/assign", methods=["POST"])
+    def assign_ticket(ticket_id):
+        state = get_state()
+        t = get_ticket_or_404(ticket_id)
+        raw = request.form.get("assignee_id", "").strip()
+        assignee = None
+        if raw:
+            assignee = find_user(raw)
+            if assignee is None:
+                flash("Choose an agent to assign the ticket to.", "error")
+                return back(t)
+        previous = t.assignee
+        try:
+            changed = assign(t, assignee, actor=_me())
+        except TicketActionError as exc:
+            state.db.session.rollback()
+            flash(str(exc), "error")
+            return back(t)
+        if changed:
+            state.db.session.commit()
+            name = state.extension.display_user
+            if assignee is None:
+                flash(f"Ticket #{t.number} is no longer assigned to {name(previous)['name']}.",
+                      "success")
+            else:
+                flash(f"Ticket #{t.number} is now assigned to {name(assignee)['name']}.",
+                      "success")
+        return back(t)
+
+    @bp.route("/tickets/<int:ticket_id>/snooze", methods=["POST"])
+    def snooze_ticket(ticket_id):
+        state = get_state()
+        t = get_ticket_or_404(ticket_id)
+        try:
+            until = parse_snooze_time(request.form.get("until", ""),
+                                      request.form.get("tz_offset", ""))
+            snooze(t, until, actor=_me())
+        except TicketActionError as exc:
+            state.db.session.rollback()
+            flash(str(exc), "error")
+            return back(t)
+        state.db.session.commit()
+        flash(f"Ticket #{t.number} is snoozed until {until:%Y-%m-%d %H:%M} UTC.", "success")
+        return back(t)
+
+    @bp.route("/tickets/<int:ticket_id>/unsnooze", methods=["POST"])
+    def unsnooze_ticket(ticket_id):
+        state = get_state()
+        t = get_ticket_or_404(ticket_id)
+        if unsnooze(t, actor=_me()):
+            state.db.session.commit()
+            flash(f"Ticket #{t.number} is no longer snoozed.", "success")
+        return back(t)
+
+    @bp.route("/tickets/<int:ticket_id>/merge", methods=["POST"])
+    def merge_ticket(ticket_id):
+        state = get_state()
+        t = get_ticket_or_404(ticket_id)
+        raw = request.form.get("target", "").strip().lstrip("#").strip()
+        if not raw.isdigit():
+            flash("Enter the number of the ticket to merge into.", "error")
+            return back(t)
+        number = int(raw)
+        target = state.db.session.get(state.models.Ticket, number) if number < 2**31 else None
+        try:
+            merge_tickets(t, target, actor=_me())
+        except MergeError as exc:
+            state.db.session.rollback()
+            message = str(exc)
+            if message == "There is no such ticket.":
+                message = f"There is no ticket #{raw} you can see."
+            flash(message, "error")
+            return back(t)
+        state.db.session.commit()
+        flash(f"Ticket #{t.number} was merged into #{target.number}.", "success")
+        return back(target)
 
     @bp.route("/tickets/<int:ticket_id>/status", methods=["POST"])
     def set_status(ticket_id):
