@@ -200,6 +200,9 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
             sa.Index(f"ix_{t('ticket')}_assignee_status_last", "assignee_id", "status",
                      "last_message_at"),
             sa.Index(f"ix_{t('ticket')}_status_last", "status", "last_message_at"),
+            # Covers the one grouped query counting every inbox folder (si0005).
+            sa.Index(f"ix_{t('ticket')}_folder_counts", "status", "mailbox_id", "assignee_id",
+                     "snoozed_until", "merged_into_id"),
         )
         id = sa.Column(sa.Integer, primary_key=True)
         mailbox_id = sa.Column(

@@ -69,6 +69,10 @@ def init_db() -> str:
             command.upgrade(_config(conn), "head")
             return "upgraded"
         state.db.metadata.create_all(conn, tables=state.models.tables, checkfirst=True)
+        # Dialect-specific full-text objects (not mapped in the models), as si0005 makes them.
+        from .services.search import ensure_search_objects
+
+        ensure_search_objects(conn)
         command.stamp(_config(conn), "head")
         return "created"
 

@@ -17,6 +17,7 @@ from ..mail.sanitize import sanitize_html
 from ..models import STATUSES, utcnow
 from ..services.saved_replies import rendered_saved_replies
 from . import CONTENT_SECURITY_POLICY
+from ..services.reading import mark_read
 from ..services.tickets import (
     MergeError, SplitError, TicketActionError, assign, assignable_agents, change_status,
     find_user, merge_tickets, previous_conversations, snooze, split_message, unsnooze,
@@ -105,6 +106,7 @@ def register(bp):
                 for msg in messages}
         remote_images = {msg.id for msg in messages if has_remote_images(msg)}
         me = _me()
+        mark_read(t, me)
         agents = assignable_agents(t.mailbox)
         response = make_response(render_template(
             "shared_inbox/ticket.html", ticket=t, messages=messages, html=html,

@@ -1,0 +1,163 @@
+"""Full-text search over messages (subject, text, sender name and address).
+
+* SQLite: an external-content FTS5 table ``<prefix>message_fts`` over ``<prefix>message``
+  (rowid = message id), kept in sync by triggers, tokenizer ``unicode61 remove_diacritics 2``
+  (so "lauft" finds "läuft"). User input is turned into quoted FTS5 phrases, so no syntax
+  (``"``, ``-``, ``:``, ``*``, ``NEAR(``...) ever reaches the FTS5 parser unquoted.
+* PostgreSQL: a GIN expression index on ``to_tsvector('simple', ...)`` of the same columns,
+  queried with ``websearch_to_tsquery('simple', :q)``, which never raises on user syntax.
+* Anything else: ``LIKE`` on the same columns, every term escaped.
+
+The FTS objects are not mapped in the models (they are dialect specific). Fresh installs
+get them from :func:`ensure_search_objects` (called by ``schema.init_db``), upgrades from
+migration ``si0005``. Both use the functions below, so they create the same objects.
+"""
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from ..extension import get_state
+
+#: a search term is a run of letters/digits; everything else only separates terms.
+_WORD = re.compile(r"\w+", re.UNICODE)
+MAX_TERMS = 16
+MAX_QUERY_LENGTH = 500
+
+SEARCH_COLUMNS = ("subject", "body_text", "from_name", "from_email")
+
+
+def fts_table(prefix: str) -> str:
+    return f"{prefix}message_fts"
+
+
+def pg_index_name(prefix: str) -> str:
+    return f"ix_{prefix}message_fts"
+
+
+def pg_document(prefix: str | None = None) -> str:
+    """The indexed expression (the query must repeat it verbatim for the index to be used)."""
+    return ("to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(body_text, '') "
+            "|| ' ' || coalesce(from_name, '') || ' ' || coalesce(from_email, ''))")
+
+
+# ------------------------------------------------------------------------------ DDL
+
+def _sqlite_ddl(prefix: str) -> list[str]:
+    msg = f"{prefix}message"
+    fts = fts_table(prefix)
+    cols = ", ".join(SEARCH_COLUMNS)
+    new = ", ".join(f"new.{c}" for c in SEARCH_COLUMNS)
+    old = ", ".join(f"old.{c}" for c in SEARCH_COLUMNS)
+    return [
+        f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({cols}, content='{msg}', "
+        f"content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_ai AFTER INSERT ON {msg} BEGIN "
+        f"INSERT INTO {fts}(rowid, {cols}) VALUES (new.id, {new}); END",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_ad AFTER DELETE ON {msg} BEGIN "
+        f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.id, {old}); END",
+        f"CREATE TRIGGER IF NOT EXISTS {fts}_au AFTER UPDATE OF {cols} ON {msg} BEGIN "
+        f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', old.id, {old}); "
+        f"INSERT INTO {fts}(rowid, {cols}) VALUES (new.id, {new}); END",
+    ]
+
+
+def create_search_objects(connection, prefix: str, *, rebuild: bool = True) -> None:
+    """Create the dialect's FTS objects on ``connection`` (idempotent)."""
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        exists = connection.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE name = ?", (fts_table(prefix),)).first()
+        for statement in _sqlite_ddl(prefix):
+            connection.exec_driver_sql(statement)
+        if rebuild and not exists:
+            fts = fts_table(prefix)
+            connection.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
+    elif dialect == "postgresql":
+        connection.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {pg_index_name(prefix)} ON {prefix}message "
+            f"USING gin (({pg_document()}))")
+
+
+def drop_search_objects(connection, prefix: str) -> None:
+    dialect = connection.dialect.name
+    if dialect == "sqlite":
+        fts = fts_table(prefix)
+        for suffix in ("ai", "ad", "au"):
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {fts}_{suffix}")
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {fts}")
+    elif dialect == "postgresql":
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {pg_index_name(prefix)}")
+
+
+def ensure_search_objects(connection=None) -> None:
+    """Create the FTS objects for the current app if missing (``init_db`` calls this)."""
+    state = get_state()
+    if connection is None:
+        with state.db.engine.begin() as conn:
+            create_search_objects(conn, state.models.prefix)
+    else:
+        create_search_objects(connection, state.models.prefix)
+
+
+def is_search_object(name: str, prefix: str = "inbox_") -> bool:
+    """Names of the unmapped FTS objects (for schema comparisons that must skip them)."""
+    return name.startswith(fts_table(prefix)) or name == pg_index_name(prefix)
+
+
+# ---------------------------------------------------------------------------- queries
+
+def terms(query: str) -> list[list[str]]:
+    """User input as phrases: each whitespace-separated chunk becomes its word tokens.
+
+    ``ada@example.org`` -> ``[["ada", "example", "org"]]``; punctuation never survives.
+    """
+    phrases = []
+    for chunk in (query or "")[:MAX_QUERY_LENGTH].split():
+        words = _WORD.findall(chunk)
+        if words:
+            phrases.append(words)
+        if len(phrases) >= MAX_TERMS:
+            break
+    return phrases
+
+
+def fts5_query(query: str) -> str | None:
+    """A safe FTS5 MATCH string: every phrase double-quoted, all phrases required."""
+    phrases = terms(query)
+    if not phrases:
+        return None
+    return " ".join('"' + " ".join(w.replace('"', '""') for w in words) + '"'
+                    for words in phrases)
+
+
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def matching_ticket_ids(query: str, m, dialect: str):
+    """A SELECT of ``ticket_id`` for messages matching ``query``; None for an empty query.
+
+    Meant for ``Ticket.id.in_(...)`` so it combines with folders, filters and visibility.
+    """
+    msg = m.Message.__table__
+    prefix = m.prefix
+    if not terms(query):
+        return None
+    if dialect == "sqlite":
+        fts = fts_table(prefix)
+        hits = sa.select(sa.column("rowid")).select_from(sa.table(fts)).where(
+            sa.text(f"{fts} MATCH :fts_q").bindparams(fts_q=fts5_query(query)))
+        return sa.select(msg.c.ticket_id).where(msg.c.id.in_(hits))
+    if dialect == "postgresql":
+        condition = sa.text(
+            f"{pg_document()} @@ websearch_to_tsquery('simple', :pg_q)"
+        ).bindparams(pg_q=query[:MAX_QUERY_LENGTH])
+        return sa.select(msg.c.ticket_id).where(condition)
+    conditions = []
+    for words in terms(query):
+        pattern = "%" + _escape_like(" ".join(words)) + "%"
+        conditions.append(sa.or_(*(
+            sa.func.lower(msg.c[c]).like(pattern.lower(), escape="\\") for c in SEARCH_COLUMNS)))
+    return sa.select(msg.c.ticket_id).where(*conditions)
