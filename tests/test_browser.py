@@ -79,7 +79,7 @@ def test_agent_logs_in_with_shop_account_and_reads_a_thread(shop, browser):
 
     # The HTML newsletter: shown in a sandboxed frame, its script never runs, and its
     # tracking pixel is never requested.
-    page.click("text=Spring wholesale catalogue")
+    page.click("a.si-subject:has-text(\"Spring wholesale catalogue\")")
     frame = page.locator("iframe.si-html")
     assert frame.count() == 1
     assert frame.get_attribute("sandbox") is not None
