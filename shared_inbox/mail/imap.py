@@ -189,6 +189,10 @@ def poll_mailbox(mailbox) -> PollResult:
     if not _take_lease(sync, owner):
         result.locked = True
         return result
+    # The poller commits once per message; re-reading the mailbox and cursor rows after
+    # every commit would double its queries. Other code sees fresh rows as usual.
+    current = session()  # the scoped session's Session for this context
+    expire_on_commit, current.expire_on_commit = current.expire_on_commit, False
     try:
         client = connect(mailbox)
         try:
@@ -218,6 +222,7 @@ def poll_mailbox(mailbox) -> PollResult:
             mailbox.next_poll_at = None
         mailbox.last_polled_at = utcnow()
         session.commit()
+        current.expire_on_commit = expire_on_commit
         _release_lease(sync, owner)
     return result
 
@@ -250,15 +255,25 @@ def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:
     # "n:*" returns the highest UID even when it is below n: filter ourselves.
     uids = sorted(int(u) for u in uids if int(u) > sync.last_uid)
     batch = cv("FETCH_BATCH_SIZE")
+    folder = mailbox.imap_folder
     max_size = cv("MAX_MESSAGE_SIZE")
     for start in range(0, len(uids), batch):
         if start and not _take_lease(sync, owner):  # renew; a long import keeps its lease
             raise MailboxConnectionError("another poller took over this mailbox")
         chunk = uids[start:start + batch]
-        sizes = client.fetch(chunk, ["RFC822.SIZE"])
-        small = [u for u in chunk if int(sizes.get(u, {}).get(b"RFC822.SIZE", 0)) <= max_size]
+        # UIDs already in the ledger (e.g. fetched just before a crash) are not downloaded.
+        known = _known_uids(mailbox, uidvalidity, chunk)
+        todo = [u for u in chunk if u not in known]
+        sizes = client.fetch(todo, ["RFC822.SIZE"]) if todo else {}
+        small = [u for u in todo if int(sizes.get(u, {}).get(b"RFC822.SIZE", 0)) <= max_size]
         bodies = client.fetch(small, ["BODY.PEEK[]", "INTERNALDATE"]) if small else {}
         for uid in chunk:
+            # Advanced in the same transaction as the message (ingest commits it).
+            sync.last_uid = uid
+            result.uids.append(uid)
+            if uid in known:
+                result.skipped += 1
+                continue
             data = bodies.get(uid)
             if data is None or b"BODY[]" not in data:
                 size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
@@ -267,16 +282,23 @@ def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:
             else:
                 raw = data[b"BODY[]"]
                 received = data.get(b"INTERNALDATE")
-            message = ingest(mailbox, raw, folder=mailbox.imap_folder, uidvalidity=uidvalidity,
-                             uid=uid, received_at=received, imported=importing)
+            message = ingest(mailbox, raw, folder=folder, uidvalidity=uidvalidity, uid=uid,
+                             received_at=received, imported=importing, check_ledger=False)
             if message is None:
                 result.skipped += 1
             else:
                 result.ingested += 1
-            result.uids.append(uid)
-            sync.last_uid = uid
-            session.commit()
+        sync.last_uid = chunk[-1]
+        session.commit()
         _after_fetch(client, mailbox, chunk)
+
+
+def _known_uids(mailbox, uidvalidity: int, uids: list[int]) -> set[int]:
+    state = get_state()
+    m = state.models
+    return set(state.db.session.scalars(sa.select(m.FetchedUid.uid).where(
+        m.FetchedUid.mailbox_id == mailbox.id, m.FetchedUid.folder == mailbox.imap_folder,
+        m.FetchedUid.uidvalidity == uidvalidity, m.FetchedUid.uid.in_(uids))))
 
 
 def _after_fetch(client, mailbox, uids: list[int]) -> None:

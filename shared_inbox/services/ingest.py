@@ -69,7 +69,7 @@ def _already_fetched(mailbox_id, folder, uidvalidity, uid) -> bool:
 
 def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
            uid: int | None = None, received_at: datetime | None = None,
-           imported: bool = False):
+           imported: bool = False, check_ledger: bool = True):
     """Store ``raw`` as a message of ``mailbox``; returns the new message, or None when it
     was known already (same UID, or the same mail seen before).
 
@@ -79,7 +79,7 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
     """
     state = get_state()
     session = state.db.session
-    if uid is not None and _already_fetched(mailbox.id, folder, uidvalidity, uid):
+    if uid is not None and check_ledger and _already_fetched(mailbox.id, folder, uidvalidity, uid):
         return None
     try:
         parsed = parse_message(raw)
@@ -91,8 +91,7 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
                 session.commit()
             return None
         message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at,
-                                 classify(raw, parsed))
-        message.is_imported = imported
+                                 classify(raw, parsed), imported)
         if uid is not None:
             _ledger(mailbox, folder, uidvalidity, uid, message)
         session.commit()
@@ -150,7 +149,7 @@ def _bounced_ticket(kind: Classification):
 
 
 def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str, received_at,
-                   kind: Classification):
+                   kind: Classification, imported: bool = False):
     state = get_state()
     m = state.models
     session = state.db.session
@@ -190,7 +189,7 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
             "reasons": kind.reasons, "failed_recipients": kind.failed_recipients,
             "bounced_message_id": kind.bounced_message_id,
             "suppress_autoreply": kind.suppress_autoreply}},
-        is_automated=kind.is_automated, is_bounce=kind.is_bounce,
+        is_automated=kind.is_automated, is_bounce=kind.is_bounce, is_imported=imported,
         body_text=parsed.text or "", reply_text=split.reply,
         body_html=parsed.html, raw_key=raw_key, raw_size=len(raw), content_hash=content_hash,
         is_malformed=parsed.is_malformed, parse_error=parsed.error, thread_reason=reason,
