@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import os
@@ -73,6 +72,8 @@ from pymap.imap import IMAPServer
 from pymap.parsing.message import AppendMessage
 from pymap.parsing.specials import ExtensionOptions, Flag, ObjectId
 from pymap.user import UserMetadata
+
+from .net import is_loopback
 
 __all__ = ["DEFAULT_USERS", "DevMailServer", "SentMessage", "main"]
 
@@ -149,15 +150,6 @@ def _config_kwargs(host: str, port: int) -> dict[str, Any]:
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class DevMailServer:
     """In-process IMAP (pymap) + SMTP (aiosmtpd) server on loopback.
 
@@ -181,7 +173,7 @@ class DevMailServer:
     def __init__(self, host: str = "127.0.0.1", imap_port: int = 0,
                  smtp_port: int = 0, users: Mapping[str, str] | None = None,
                  data_dir: str | os.PathLike[str] | None = None) -> None:
-        if not _is_loopback(host):
+        if not is_loopback(host):
             raise ValueError(
                 f"DevMailServer only listens on loopback, not {host!r}: it "
                 "uses plain-text logins and cleartext passwords")

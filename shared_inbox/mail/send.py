@@ -27,6 +27,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from datetime import datetime, timezone
 
 from ..config import cv
+from .net import is_loopback
 from .threader import TICKET_TOKEN
 
 __all__ = [
@@ -244,10 +245,6 @@ def as_bytes(msg: EmailMessage) -> bytes:
 
 
 # -- SMTP ------------------------------------------------------------------------------------
-def _is_loopback(host: str) -> bool:
-    from .imap import is_loopback
-
-    return is_loopback(host)
 
 
 def _reply_text(code, text) -> str:
@@ -272,7 +269,7 @@ def send(mailbox, email_message: EmailMessage | bytes, rcpts, *, mail_from: str 
         raise TransientSendError("no SMTP server is configured for this mailbox")
     if security not in ("ssl", "starttls", "plain"):
         raise PermanentSendError(f"unknown SMTP security {security!r}")
-    if security == "plain" and not _is_loopback(host):
+    if security == "plain" and not is_loopback(host):
         raise TransientSendError(
             "unencrypted SMTP is only allowed to this machine (127.0.0.1); choose SSL or STARTTLS")
     timeout = cv("IMAP_TIMEOUT") if timeout is None else timeout
