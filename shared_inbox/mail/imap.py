@@ -70,7 +70,11 @@ def connect(mailbox) -> imapclient.IMAPClient:
             ssl_context=ssl.create_default_context() if security != "plain" else None,
         )
         if security == "starttls":
-            client.starttls(ssl.create_default_context())
+            try:
+                client.starttls(ssl.create_default_context())
+            except BaseException:
+                _close_quietly(client)  # the plain connection must not outlive the failure
+                raise
     except ssl.SSLCertVerificationError as exc:
         raise MailboxConnectionError(
             f"certificate of {host} not trusted: {exc.verify_message}"
@@ -98,6 +102,17 @@ def connect(mailbox) -> imapclient.IMAPClient:
         # Keep a refreshed (or rotated) token even if nothing else of this poll is kept.
         get_state().db.session.commit()
     return client
+
+
+def _close_quietly(client) -> None:
+    """Close the socket of a connection that failed before login (no LOGOUT possible)."""
+    sock = getattr(getattr(client, "_imap", None), "sock", None)
+    for closer in (client.shutdown, getattr(sock, "close", None)):
+        try:
+            if closer is not None:
+                closer()
+        except Exception:  # already closed or never fully open
+            pass
 
 
 def _logout_quietly(client) -> None:
@@ -267,30 +282,81 @@ def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:
         sizes = client.fetch(todo, ["RFC822.SIZE"]) if todo else {}
         small = [u for u in todo if int(sizes.get(u, {}).get(b"RFC822.SIZE", 0)) <= max_size]
         bodies = client.fetch(small, ["BODY.PEEK[]", "INTERNALDATE"]) if small else {}
+        items, data = [], None
         for uid in chunk:
-            # Advanced in the same transaction as the message (ingest commits it).
-            sync.last_uid = uid
-            result.uids.append(uid)
             if uid in known:
-                result.skipped += 1
+                items.append((uid, None, None))
                 continue
-            data = bodies.get(uid)
+            data = bodies.pop(uid, None)
             if data is None or b"BODY[]" not in data:
                 size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
-                raw = _placeholder(mailbox, uid, size)
-                received = None
+                items.append((uid, _placeholder(mailbox, uid, size), None))
             else:
-                raw = data[b"BODY[]"]
-                received = data.get(b"INTERNALDATE")
-            message = ingest(mailbox, raw, folder=folder, uidvalidity=uidvalidity, uid=uid,
-                             received_at=received, imported=importing, check_ledger=False)
-            if message is None:
-                result.skipped += 1
-            else:
-                result.ingested += 1
-        sync.last_uid = chunk[-1]
-        session.commit()
+                items.append((uid, data[b"BODY[]"], data.get(b"INTERNALDATE")))
+        bodies = data = None  # the raw bytes now live in items only
+        _ingest_batch(mailbox, sync, items, result, folder=folder, uidvalidity=uidvalidity,
+                      importing=importing)
+        del items
         _after_fetch(client, mailbox, chunk)
+
+
+def _ingest_batch(mailbox, sync, items, result: PollResult, *, folder: str,
+                  uidvalidity: int, importing: bool) -> None:
+    """Ingest one FETCH batch in one transaction: its messages, their ledger rows and the
+    UID cursor are committed together (a crash loses at most this batch, which the next
+    poll fetches again). If any message fails, the batch is rolled back and ingested again
+    one message per transaction, so the failing message alone is stored raw and flagged.
+
+    ``items`` is ``[(uid, raw or None if already in the ledger, INTERNALDATE)]``.
+    """
+    session = get_state().db.session
+    ingested = skipped = 0
+    try:
+        for uid, raw, received in items:
+            if raw is None:
+                skipped += 1
+                continue
+            message = ingest(mailbox, raw, folder=folder, uidvalidity=uidvalidity, uid=uid,
+                             received_at=received, imported=importing, check_ledger=False,
+                             commit=False)
+            if message is None:
+                skipped += 1
+            else:
+                ingested += 1
+        sync.last_uid = items[-1][0]
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.info("a batch of %s failed; ingesting it one message per transaction",
+                 mailbox.email_address, exc_info=True)
+    else:
+        result.uids.extend(uid for uid, _raw, _received in items)
+        result.ingested += ingested
+        result.skipped += skipped
+        return
+    _ingest_one_by_one(mailbox, sync, items, result, folder=folder, uidvalidity=uidvalidity,
+                       importing=importing)
+
+
+def _ingest_one_by_one(mailbox, sync, items, result: PollResult, *, folder: str,
+                       uidvalidity: int, importing: bool) -> None:
+    """The slow path of a failed batch: each message in its own transaction."""
+    session = get_state().db.session
+    for uid, raw, received in items:
+        # Advanced in the same transaction as the message (ingest commits it).
+        sync.last_uid = uid
+        result.uids.append(uid)
+        if raw is None:
+            result.skipped += 1
+            continue
+        message = ingest(mailbox, raw, folder=folder, uidvalidity=uidvalidity, uid=uid,
+                         received_at=received, imported=importing, check_ledger=False)
+        if message is None:
+            result.skipped += 1
+        else:
+            result.ingested += 1
+    sync.last_uid = items[-1][0]
+    session.commit()
 
 
 def _known_uids(mailbox, uidvalidity: int, uids: list[int]) -> set[int]:
