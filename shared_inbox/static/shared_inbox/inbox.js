@@ -54,3 +54,119 @@
     });
   });
 })();
+// Ticket page keyboard shortcuts: r focuses the reply, n the internal note, a the assignee,
+// e closes the ticket. Ignored while typing in a field and with any modifier key.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var reply = document.getElementById("si-reply-text");
+    var note = document.getElementById("si-note-text");
+    var assignee = document.getElementById("si-assignee");
+    var statusForm = document.getElementById("si-status-form");
+    var status = document.getElementById("si-status");
+    if (!reply && !note && !assignee && !statusForm) { return; }
+    function focusField(el, e) {
+      if (!el) { return; }
+      e.preventDefault();
+      el.focus();
+      if (el.scrollIntoView) { el.scrollIntoView({ block: "center" }); }
+    }
+    document.addEventListener("keydown", function (e) {
+      var t = e.target;
+      var tag = (t && t.tagName) || "";
+      if (e.defaultPrevented || e.ctrlKey || e.metaKey || e.altKey || e.isComposing ||
+          /^(INPUT|TEXTAREA|SELECT|BUTTON)$/.test(tag) || (t && t.isContentEditable)) { return; }
+      if (e.key === "r") { focusField(reply, e); }
+      else if (e.key === "n") { focusField(note, e); }
+      else if (e.key === "a") { focusField(assignee, e); }
+      else if (e.key === "e" && statusForm && status) {
+        var closed = status.querySelector("option[value=closed]");
+        if (!closed || status.value === "closed") { return; }
+        e.preventDefault();
+        status.value = "closed";
+        statusForm.submit();
+      }
+    });
+  });
+})();
+// Saved-reply picker above the reply box: search the saved replies of this ticket's mailbox
+// (rendered for this ticket by the server) and insert one at the cursor.
+(function () {
+  "use strict";
+  document.addEventListener("DOMContentLoaded", function () {
+    var picker = document.getElementById("si-saved-picker");
+    if (!picker || !window.fetch) { return; }
+    var target = document.getElementById(picker.getAttribute("data-target"));
+    var search = document.getElementById("si-saved-q");
+    var select = document.getElementById("si-saved-select");
+    var button = document.getElementById("si-saved-insert");
+    if (!target || !search || !select || !button) { return; }
+    var url = picker.getAttribute("data-url");
+    var replies = [];
+    var seq = 0;
+    var timer = null;
+    function fill(list) {
+      replies = list;
+      while (select.firstChild) { select.removeChild(select.firstChild); }
+      if (!list.length) {
+        var none = document.createElement("option");
+        none.value = "";
+        none.textContent = "No saved reply matches";
+        select.appendChild(none);
+      }
+      list.forEach(function (r, i) {
+        var opt = document.createElement("option");
+        opt.value = String(i);
+        opt.textContent = r.title;
+        opt.title = r.text.slice(0, 300);
+        select.appendChild(opt);
+      });
+      select.disabled = button.disabled = !list.length;
+    }
+    function load() {
+      var mine = ++seq;
+      timer = null;
+      picker.setAttribute("aria-busy", "true");
+      return fetch(url + "?q=" + encodeURIComponent(search.value.trim()), {
+        credentials: "same-origin", headers: { "Accept": "application/json" }
+      }).then(function (r) {
+        if (!r.ok) { throw new Error("HTTP " + r.status); }
+        return r.json();
+      }).then(function (data) {
+        if (mine === seq) { fill(data.saved_replies || []); }
+      }).catch(function () {
+        if (mine === seq) { fill([]); }
+      }).then(function () {
+        if (mine === seq) { picker.removeAttribute("aria-busy"); }
+      });
+    }
+    function insert() {
+      var r = replies[parseInt(select.value, 10)];
+      if (!r) { return; }
+      var start = target.selectionStart, end = target.selectionEnd;
+      if (typeof start !== "number") { start = end = target.value.length; }
+      target.value = target.value.slice(0, start) + r.text + target.value.slice(end);
+      target.focus();
+      target.selectionStart = target.selectionEnd = start + r.text.length;
+      target.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    search.addEventListener("input", function () {
+      clearTimeout(timer);
+      timer = setTimeout(load, 150);
+    });
+    search.addEventListener("keydown", function (e) {
+      // Enter inserts the first match instead of submitting the reply form.
+      if (e.key === "Enter") {
+        e.preventDefault();
+        if (timer !== null) { clearTimeout(timer); load().then(insert); } else { insert(); }
+      }
+      else if (e.key === "ArrowDown") { e.preventDefault(); select.focus(); }
+    });
+    select.addEventListener("keydown", function (e) {
+      if (e.key === "Enter") { e.preventDefault(); insert(); }
+    });
+    button.addEventListener("click", insert);
+    picker.hidden = false;
+    load();
+  });
+})();
