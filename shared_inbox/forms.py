@@ -12,7 +12,7 @@ import re
 from datetime import date, datetime
 from typing import ClassVar
 
-from .mail.imap import is_loopback
+from .mail.net import is_loopback
 
 SECURITY_CHOICES = (
     ("ssl", "SSL/TLS"),

@@ -23,6 +23,7 @@ class FilesystemStorage:
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)
+        self._dirs: set[str] = set()  # directories known to exist: no makedirs per put
 
     def _path(self, key: str) -> str:
         path = os.path.abspath(os.path.join(self.root, key))
@@ -35,14 +36,29 @@ class FilesystemStorage:
         key = f"{kind}/{digest[:2]}/{digest}{suffix}"
         path = self._path(key)
         if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            # Write then rename, so a crash never leaves a half-written file under its name.
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            directory = os.path.dirname(path)
+            if directory not in self._dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._dirs.add(directory)
+            # Write then rename, so a crash never leaves a half-written file under its name;
+            # fsync before the rename (and so before the commit that references the file).
+            try:
+                fd, tmp = tempfile.mkstemp(dir=directory)
+            except FileNotFoundError:  # removed behind our back since we created it
+                os.makedirs(directory, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=directory)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.remove(tmp)
+                except OSError:
+                    pass
+                raise
         return key
 
     def get(self, key: str) -> bytes:

@@ -334,10 +334,15 @@ def test_imported_history_is_marked_and_new_mail_is_not(host, mail_server):
     assert [tuple(r) for r in rows] == [("From last month", True), ("Today", False)]
 
 
-def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(host, mail_server, monkeypatch):
-    """The process dies (not an exception the loop handles) while storing message 3 of 5."""
+def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(make_host, mail_server, monkeypatch):
+    """The process dies (not an exception the loop handles) while storing message 3 of 5.
+
+    Each FETCH batch (here of 2) is one transaction: the batch of messages 1-2 is
+    committed, the crash loses the batch of message 3 (fetched again by the next poll)."""
     import shared_inbox.services.ingest as ingest_module
 
+    host = make_host(config={"SHARED_INBOX_FETCH_BATCH_SIZE": 2})
+    host.create_tables()
     for i in range(5):
         mail_server.deliver("support@example.com", mail(f"Crash {i}"))
     mailbox = add_mailbox(host, mail_server, "support@example.com")

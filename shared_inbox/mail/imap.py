@@ -7,7 +7,6 @@ selection, so nothing on the server changes unless the admin asked for it.
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import socket
@@ -23,6 +22,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from ..config import cv
 from ..extension import get_state
 from ..models import utcnow
+from .net import is_loopback
 from ..services.ingest import ingest
 
 log = logging.getLogger("shared_inbox.imap")
@@ -45,15 +45,6 @@ class PollResult:
     locked: bool = False
     needs_reauth: bool = False
     uids: list[int] = field(default_factory=list)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def connect(mailbox) -> imapclient.IMAPClient:

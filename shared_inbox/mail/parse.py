@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from email import policy as _policy
 from email.generator import BytesGenerator
 from email.message import EmailMessage, Message
+from email.feedparser import FeedParser
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from urllib.parse import unquote, unquote_to_bytes
@@ -364,6 +365,53 @@ def _decode_bytes(data: bytes, charset: str | None) -> tuple[str, str | None]:
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,80})\?([bBqQ])\?([^?\r\n]*?)\?=")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]")
+
+
+_B64_STD = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_CHUNK = 1024 * 1024
+
+
+def _b64decode_clean(data: bytes | str) -> bytes | None:
+    """Well-formed standard base64 (any whitespace, ``=`` padding only at the very end),
+    decoded chunk by chunk without copies of the whole encoded text; ``None`` when the
+    data needs :func:`_b64decode_lenient` (which returns the same bytes for clean data).
+    ``data`` may be the str payload of the stdlib parser (ASCII only)."""
+    out = io.BytesIO()
+    carry = b""
+    padding = 0
+    for start in range(0, len(data), _B64_CHUNK):
+        chunk = data[start:start + _B64_CHUNK]
+        if isinstance(chunk, str):
+            if not chunk.isascii():
+                return None
+            chunk = chunk.encode("ascii")
+        chunk = chunk.translate(None, b" \t\r\n")
+        if not chunk:
+            continue
+        if padding:
+            return None  # data after the padding
+        eq = chunk.find(b"=")
+        if eq >= 0:
+            pad = chunk[eq:]
+            if pad not in (b"=", b"=="):
+                return None
+            chunk, padding = chunk[:eq], len(pad)
+        if chunk.translate(None, _B64_STD):
+            return None  # junk, URL-safe alphabet...
+        if carry:
+            chunk = carry + chunk
+        if padding:
+            if len(chunk) % 4 + padding != 4:
+                return None
+            out.write(binascii.a2b_base64(chunk + b"=" * padding))
+            carry = b""
+        else:
+            cut = len(chunk) - len(chunk) % 4
+            out.write(binascii.a2b_base64(chunk[:cut]))
+            carry = chunk[cut:]
+    if carry:
+        return None  # missing padding
+    return out.getvalue()
 
 
 def _b64decode_lenient(data: bytes) -> tuple[bytes, bool, bool]:
@@ -752,6 +800,9 @@ def _decode_transfer(data: bytes, cte: str, where: str, defects: _Defects) -> tu
     if not cte or cte in ("7bit", "8bit", "binary", "7-bit", "8-bit", "8bits", "7bits"):
         return data, False
     if cte in ("base64", "base-64", "b64"):
+        out = _b64decode_clean(data)
+        if out is not None:
+            return out, False
         out, clean, garbled = _b64decode_lenient(data)
         if garbled:
             defects.add(f"{where}: invalid characters in base64 data skipped")
@@ -1053,6 +1104,10 @@ def _compute_payload(part: _Part, defects: _Defects) -> tuple[bytes, bool]:
         sep = re.match(rb"\r?\n", flat) if not headers else re.search(rb"\r?\n\r?\n", flat)
         data = flat[sep.end():] if sep else b""
     elif isinstance(payload, str):
+        if cte in ("base64", "base-64", "b64") and len(payload) > _B64_CHUNK:
+            out = _b64decode_clean(payload)  # no bytes copy of a large encoded payload
+            if out is not None:
+                return out, False
         data = _to_raw_bytes(payload)
     elif isinstance(payload, (bytes, bytearray)):
         data = bytes(payload)
@@ -1226,10 +1281,29 @@ def _repair_header_block(raw: bytes, defects: _Defects) -> bytes:
     return b"\n".join(lines) + raw[end.start():]
 
 
+_FEED_CHUNK = 64 * 1024
+
+
+def _parse_bytes(raw: bytes, policy, headersonly: bool = False) -> Message:
+    """``BytesParser(policy=policy).parsebytes(raw, headersonly)``, fed in chunks.
+
+    The stdlib decodes the whole message to one str and reads it through a StringIO (a
+    4-byte-per-character buffer): ~5x a large message's size at once.  ASCII with
+    surrogate escapes decodes byte by byte, so decoding chunk by chunk is the same text.
+    """
+    feed = FeedParser(policy=policy)
+    if headersonly:
+        feed._set_headersonly()
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        feed.feed(str(view[start:start + _FEED_CHUNK], "ascii", "surrogateescape"))
+    return feed.close()
+
+
 def _parse_raw(raw: bytes, defects: _Defects) -> tuple[Message | None, str | None]:
     """Returns (message, fatal_error).  ``message`` may be headers-only after a failure."""
     try:
-        return BytesParser(policy=_PARSE_POLICY).parsebytes(raw), None
+        return _parse_bytes(raw, _PARSE_POLICY), None
     except RecursionError:
         error = "MIME structure nested too deeply to parse"
     except Exception as exc:  # noqa: BLE001
@@ -1238,12 +1312,12 @@ def _parse_raw(raw: bytes, defects: _Defects) -> tuple[Message | None, str | Non
             "retried with compat32"
         )
         try:
-            return BytesParser(policy=_policy.compat32).parsebytes(raw), None
+            return _parse_bytes(raw, _policy.compat32), None
         except Exception as exc2:  # noqa: BLE001
             error = f"MIME parser failed: {type(exc2).__name__}: {exc2}"[:300]
     defects.add(error)
     try:
-        return BytesParser(policy=_policy.compat32).parsebytes(raw, headersonly=True), error
+        return _parse_bytes(raw, _policy.compat32, headersonly=True), error
     except Exception:  # noqa: BLE001
         return None, error
 

@@ -1,8 +1,8 @@
 """One raw email in, exactly one message in the right ticket out.
 
-Each message is ingested in its own transaction together with its ledger row
-(mailbox, folder, UIDVALIDITY, UID), so a crash keeps both or neither and a second poller
-fails on the unique key instead of duplicating. Parsing never raises; if anything else
+Each message is ingested in the same transaction as its ledger row (mailbox, folder,
+UIDVALIDITY, UID) -- the poller's transaction holds one FETCH batch -- so a crash keeps
+both or neither and a second poller fails on the unique key instead of duplicating. Parsing never raises; if anything else
 goes wrong the raw bytes are still stored as a flagged, visible message.
 """
 from __future__ import annotations
@@ -69,31 +69,28 @@ def _already_fetched(mailbox_id, folder, uidvalidity, uid) -> bool:
 
 def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
            uid: int | None = None, received_at: datetime | None = None,
-           imported: bool = False, check_ledger: bool = True):
+           imported: bool = False, check_ledger: bool = True, commit: bool = True):
     """Store ``raw`` as a message of ``mailbox``; returns the new message, or None when it
     was known already (same UID, or the same mail seen before).
 
     ``uid=None`` (mail not from IMAP, e.g. a test or a web form) skips the UID ledger.
     ``imported=True`` marks history fetched when a mailbox is added: it never triggers
     automation or notifications.
+
+    ``commit=False`` (the poller's batches) adds the message and its ledger row to the
+    current transaction and lets any error propagate: the caller commits the batch, or
+    rolls it back and ingests it again one message per transaction (this function with
+    ``commit=True``), where a failing message is stored raw and flagged.
     """
     state = get_state()
     session = state.db.session
     if uid is not None and check_ledger and _already_fetched(mailbox.id, folder, uidvalidity, uid):
         return None
+    if not commit:
+        return _ingest_uncommitted(mailbox, raw, folder, uidvalidity, uid, received_at, imported)
     try:
-        parsed = parse_message(raw)
-        content_hash = fingerprint(parsed)
-        duplicate = _find_duplicate(parsed, content_hash)
-        if duplicate is not None:
-            if uid is not None:
-                _ledger(mailbox, folder, uidvalidity, uid, duplicate)
-                session.commit()
-            return None
-        message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at,
-                                 classify(raw, parsed), imported)
-        if uid is not None:
-            _ledger(mailbox, folder, uidvalidity, uid, message)
+        message = _ingest_uncommitted(mailbox, raw, folder, uidvalidity, uid, received_at,
+                                      imported)
         session.commit()
         return message
     except IntegrityError:
@@ -109,6 +106,22 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
             _ledger(mailbox, folder, uidvalidity, uid, message)
         session.commit()
         return message
+
+
+def _ingest_uncommitted(mailbox, raw: bytes, folder, uidvalidity, uid, received_at, imported):
+    """The message and its ledger row, added to the session's transaction (not committed)."""
+    parsed = parse_message(raw)
+    content_hash = fingerprint(parsed)
+    duplicate = _find_duplicate(parsed, content_hash)
+    if duplicate is not None:
+        if uid is not None:
+            _ledger(mailbox, folder, uidvalidity, uid, duplicate)
+        return None
+    message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at,
+                             classify(raw, parsed), imported)
+    if uid is not None:
+        _ledger(mailbox, folder, uidvalidity, uid, message)
+    return message
 
 
 def _ledger(mailbox, folder, uidvalidity, uid, message) -> None:
