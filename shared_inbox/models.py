@@ -203,6 +203,10 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
             # Covers the one grouped query counting every inbox folder (si0005).
             sa.Index(f"ix_{t('ticket')}_folder_counts", "status", "mailbox_id", "assignee_id",
                      "snoozed_until", "merged_into_id"),
+            # "Waiting longest": the waiting half of the list walks this index (si0005).
+            sa.Index(f"ix_{t('ticket')}_status_inbound", "status", "last_inbound_at", "id"),
+            # The folder counts cache asks max(updated_at) on every page (si0005).
+            sa.Index(f"ix_{t('ticket')}_updated_at", "updated_at"),
         )
         id = sa.Column(sa.Integer, primary_key=True)
         mailbox_id = sa.Column(

@@ -405,3 +405,30 @@ def test_opening_a_ticket_marks_it_read_for_that_agent_only(host):
     assert a.get(f"/support/tickets/{ticket_id}").status_code == 200
     assert "unread" not in row_classes(a)
     assert "unread" in row_classes(b)
+
+
+def test_cached_folder_counts_follow_changes(world):
+    """The per-process counts cache is checked against max(id)/max(updated_at)."""
+    w = world
+    tid = w.ticket("one", minutes=1)
+    c = w.client(w.ada)
+    assert counts_on(get(c))["All open"] == 1
+    assert counts_on(get(c))["All open"] == 1  # served from the cache
+    w.ticket("two", minutes=2)
+    assert counts_on(get(c))["All open"] == 2
+    with w.host.app.app_context():
+        t = w.host.db.session.get(w.host.inbox.models.Ticket, tid)
+        t.status = "closed"
+        w.host.db.session.commit()
+    counts = counts_on(get(c))
+    assert counts["All open"] == 1 and counts["Closed"] == 1
+    # A snoozed ticket waking up changes the counts without any write.
+    with w.host.app.app_context():
+        t = w.host.db.session.get(w.host.inbox.models.Ticket, tid)
+        t.status, t.snoozed_until = "open", datetime.utcnow() + timedelta(seconds=1)
+        w.host.db.session.commit()
+    assert counts_on(get(c))["Snoozed"] == 1
+    import time
+    time.sleep(1.1)
+    counts = counts_on(get(c))
+    assert counts["Snoozed"] == 0 and counts["All open"] == 2

@@ -121,3 +121,16 @@ def test_search_objects_exist_after_upgrade_from_an_old_schema(make_host):
     assert runner.invoke(args=["inbox", "downgrade", "si0004"]).exit_code == 0
     assert runner.invoke(args=["inbox", "upgrade"]).exit_code == 0
     assert _search(w.client(w.admin), "lantern") == [old]
+
+
+def test_frequent_query_plan_gives_the_same_rows(world, monkeypatch):
+    """Above FREQUENT_HITS matching messages SQLite walks the list and probes (EXISTS)."""
+    from shared_inbox.services import search
+
+    c = world.client(world.ben)
+    cases = [("tent", {}), ("tent", {"sort": "oldest"}), ("tent", {"sort": "waiting"}),
+             ("brenner", {"folder": "pending"}), ("nothing", {})]
+    expected = [_search(c, q, **p) for q, p in cases]
+    monkeypatch.setattr(search, "FREQUENT_HITS", 1)
+    assert [_search(c, q, **p) for q, p in cases] == expected
+    assert expected[1] == [world.tent, world.secret] and expected[3] == [world.stove]

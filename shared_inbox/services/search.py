@@ -161,3 +161,37 @@ def matching_ticket_ids(query: str, m, dialect: str):
         conditions.append(sa.or_(*(
             sa.func.lower(msg.c[c]).like(pattern.lower(), escape="\\") for c in SEARCH_COLUMNS)))
     return sa.select(msg.c.ticket_id).where(*conditions)
+
+
+#: Above this many matching messages (SQLite), a search walks the list's tickets in order
+#: and probes each one instead of collecting every matching ticket first.
+FREQUENT_HITS = 1000
+
+
+def ticket_search_condition(query: str, m, dialect: str, session):
+    """A WHERE clause on ``m.Ticket`` for tickets with a message matching ``query``, or
+    None for an empty query. Costs one statement on SQLite, none elsewhere.
+
+    SQLite: first ``count(*)`` of at most :data:`FREQUENT_HITS` FTS hits (cheap: it stops
+    there). A rare query gets ``Ticket.id IN (tickets of the matching messages)``, cost
+    proportional to the hits. A frequent one (a word in most messages) would collect,
+    look up and sort up to every ticket that way, so it gets an ``EXISTS`` probe instead:
+    the list walks its index in sort order and stops after a page, each ticket probing
+    its messages (``ticket_id`` index) against the FTS hits, materialised once per query.
+    Both give the same rows; only the plan differs. PostgreSQL: the IN semi-join, planned
+    by PostgreSQL with the GIN index.
+    """
+    if not terms(query):
+        return None
+    if dialect == "sqlite":
+        fts = fts_table(m.prefix)
+        match = fts5_query(query)
+        hits = session.execute(sa.text(
+            f"SELECT count(*) FROM (SELECT rowid FROM {fts} WHERE {fts} MATCH :fts_q "
+            f"LIMIT :cap)").bindparams(fts_q=match, cap=FREQUENT_HITS)).scalar()
+        if hits >= FREQUENT_HITS:
+            msg = m.Message.__table__
+            rowids = sa.select(sa.column("rowid")).select_from(sa.table(fts)).where(
+                sa.text(f"{fts} MATCH :fts_q").bindparams(fts_q=match))
+            return sa.exists().where(msg.c.ticket_id == m.Ticket.id, msg.c.id.in_(rowids))
+    return m.Ticket.id.in_(matching_ticket_ids(query, m, dialect))

@@ -7,7 +7,11 @@ the agents offered in the filters.
 """
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+import weakref
+from collections import OrderedDict
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -21,7 +25,7 @@ from ..extension import get_state
 from ..models import STATUSES, user_primary_key, utcnow
 from ..services import bulk
 from ..services.reading import unread_ticket_ids
-from ..services.search import matching_ticket_ids
+from ..services.search import ticket_search_condition
 
 FOLDERS = [
     ("unassigned", "Unassigned"),
@@ -57,23 +61,53 @@ def folder_conditions(m, me, now=None) -> dict:
 def folder_counts(m, where, me, now) -> dict:
     """``{mailbox_id: {folder: count}}`` from one query grouped by status and mailbox.
 
-    Only four aggregates per group, folded into the eight folders here; the query must
-    agree with :func:`folder_conditions` (tests compare both).
+    Open tickets get four aggregates per group, the other statuses a plain count (a
+    ``UNION ALL`` of both halves, each an index-only scan of ``ix_<prefix>ticket_folder_counts``),
+    folded into the eight folders here; the query must agree with :func:`folder_conditions`
+    (tests compare both). See :func:`cached_folder_counts` for the per-process cache.
     """
+    return _folder_counts(m, where, me, now)[0]
+
+
+def _folder_counts(m, where, me, now, *, with_version=False):
+    """The counts, the earliest future ``snoozed_until`` (when they next change by
+    themselves, a snoozed ticket waking up) or None, and with ``with_version`` the
+    :func:`tickets_version` read by the same statement (None when no row came back)."""
     T = m.Ticket
     snoozed = T.snoozed_until > now
     awake = sa.or_(T.snoozed_until.is_(None), T.snoozed_until <= now)
-    rows = get_state().db.session.execute(
-        sa.select(T.status, T.mailbox_id, sa.func.count(),
-                  sa.func.sum(sa.case((sa.and_(T.assignee_id.is_(None), awake), 1), else_=0)),
-                  sa.func.sum(sa.case((T.assignee_id == me, 1), else_=0)),
-                  sa.func.sum(sa.case((snoozed, 1), else_=0)))
-        .where(*where).group_by(T.status, T.mailbox_id)
-    ).all()
+    zero = sa.literal_column("0")
+    mine_sum = (sa.func.sum(sa.case((T.assignee_id == me, 1), else_=0)) if me is not None
+                else zero)
+    opened = (
+        sa.select(T.status, T.mailbox_id, sa.func.count().label("total"),
+                  sa.func.sum(sa.case((sa.and_(T.assignee_id.is_(None), awake), 1), else_=0))
+                  .label("unassigned"),
+                  mine_sum.label("mine"),
+                  sa.func.sum(sa.case((snoozed, 1), else_=0)).label("snoozed"),
+                  sa.func.min(sa.case((snoozed, T.snoozed_until))).label("wake"))
+        .where(*where, T.status == "open").group_by(T.status, T.mailbox_id)
+    )
+    others = (
+        sa.select(T.status, T.mailbox_id, sa.func.count(), zero, mine_sum, zero, sa.null())
+        .where(*where, T.status.in_([s for s in STATUSES if s != "open"]))
+        .group_by(T.status, T.mailbox_id)
+    )
+    stmt = sa.union_all(opened, others)
+    if with_version:
+        counted = stmt.subquery()
+        stmt = sa.select(*counted.c, *_version_columns(m)).select_from(counted)
+    rows = get_state().db.session.execute(stmt).all()
+    version = tuple(rows[0][7:]) if with_version and rows else None
     out: dict = {}
-    for status, mailbox, total, unassigned, mine, n_snoozed in rows:
+    wake = None
+    for status, mailbox, total, unassigned, mine, n_snoozed, first_wake, *_ in rows:
         total, unassigned, mine, n_snoozed = (int(v or 0) for v in (total, unassigned, mine,
                                                                      n_snoozed))
+        if first_wake is not None:
+            if isinstance(first_wake, str):  # SQLite returns MIN() of a CASE as text
+                first_wake = datetime.fromisoformat(first_wake)
+            wake = first_wake if wake is None else min(wake, first_wake)
         c = out.setdefault(mailbox, {key: 0 for key, _ in FOLDERS})
         if status == "open":
             c["unassigned"] += unassigned
@@ -84,7 +118,76 @@ def folder_counts(m, where, me, now) -> dict:
             c["mine"] += mine
         if status in ("pending", "closed", "spam"):
             c[status] += total
-    return out
+    return out, wake, version
+
+
+# ------------------------------------------------------------------- counts cache
+# The folder counts scan every ticket of the visible mailboxes (~10 ms per 100k tickets
+# on SQLite), on every page. They are cached per process, per (database, visible
+# mailboxes, agent), and each page first asks the database whether tickets changed:
+# ``max(id)`` and ``max(updated_at)`` (two index look-ups; every ORM or Core update of a
+# ticket bumps ``updated_at``, a new ticket bumps ``max(id)``). An entry is also dropped
+# when the first snoozed ticket wakes up, and after COUNTS_TTL seconds whatever happens,
+# which bounds the staleness the check cannot see: a ticket deleted (mailbox removed), a
+# raw SQL update that leaves ``updated_at`` alone, or two workers committing out of order
+# (an older ``updated_at`` made visible after a newer one). The ticket list itself is
+# never cached.
+
+COUNTS_TTL = 10.0
+COUNTS_CACHE_SIZE = 512
+
+_counts_caches: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_counts_lock = threading.Lock()
+
+
+def _version_columns(m):
+    T = m.Ticket
+    return (sa.select(sa.func.max(T.id)).scalar_subquery().label("v_id"),
+            sa.select(sa.func.max(T.updated_at)).scalar_subquery().label("v_updated"))
+
+
+def tickets_version(m) -> tuple:
+    """A cheap fingerprint of the ticket table (see above): two index look-ups."""
+    return tuple(get_state().db.session.execute(sa.select(*_version_columns(m))).one())
+
+
+def cached_folder_counts(m, where, me, now, scope) -> dict:
+    """:func:`folder_counts`, served from the per-process cache when still valid.
+
+    One statement either way when nothing changed: the fingerprint alone (hit), or the
+    counts with the fingerprint (no usable entry); two when the fingerprint moved.
+    """
+    engine = get_state().db.engine
+    key = (scope, me)
+    clock = time.monotonic()
+    with _counts_lock:
+        cache = _counts_caches.setdefault(engine, OrderedDict())
+        entry = cache.get(key)
+    if entry is not None:
+        e_version, expires, wake, counts = entry
+        if clock < expires and (wake is None or now < wake):
+            version = tickets_version(m)
+            if version == e_version:
+                return counts
+            counts, wake, _ = _folder_counts(m, where, me, now)
+        else:
+            entry = None
+    if entry is None:
+        counts, wake, version = _folder_counts(m, where, me, now, with_version=True)
+    with _counts_lock:
+        if version is None:
+            cache.pop(key, None)
+        else:
+            cache[key] = (version, clock + COUNTS_TTL, wake, counts)
+            cache.move_to_end(key)
+        while len(cache) > COUNTS_CACHE_SIZE:
+            cache.popitem(last=False)
+    return counts
+
+
+def clear_counts_cache() -> None:
+    with _counts_lock:
+        _counts_caches.clear()
 
 
 def folder_condition(folder: str, m, me):
@@ -239,8 +342,10 @@ def register(bp):
             sa.select(m.Mailbox).where(_visible(m.Mailbox.id, ids)).order_by(m.Mailbox.name)))
         base = [_visible(m.Ticket.mailbox_id, ids), m.Ticket.merged_into_id.is_(None)]
 
-        # Every folder's count, per mailbox, in one grouped query (index-only scan).
-        per_mailbox = folder_counts(m, base, me, now)
+        # Every folder's count, per mailbox, in one grouped query (index-only scan), cached
+        # per process while the tickets do not change (see cached_folder_counts).
+        scope = None if ids is None else tuple(sorted(ids))
+        per_mailbox = cached_folder_counts(m, base, me, now, scope)
         mailbox_id = f["mailbox"]
         counts = {key: sum(c[key] for mb, c in per_mailbox.items()
                            if not mailbox_id or mb == mailbox_id) for key, _ in FOLDERS}
@@ -251,8 +356,10 @@ def register(bp):
         if f["status"]:
             where.append(m.Ticket.status == f["status"])
         if f["tag"]:
-            where.append(m.Ticket.id.in_(
-                sa.select(m.ticket_tags.c.ticket_id).where(m.ticket_tags.c.tag_id == f["tag"])))
+            # EXISTS (a probe of the (ticket_id, tag_id) key per ticket, walking the folder
+            # in sort order) rather than IN (every ticket of the tag, then a sort).
+            tt = m.ticket_tags.c
+            where.append(sa.exists().where(tt.ticket_id == m.Ticket.id, tt.tag_id == f["tag"]))
         if f["assignee"] == "none":
             where.append(m.Ticket.assignee_id.is_(None))
         elif f["assignee"]:
@@ -260,9 +367,9 @@ def register(bp):
             where.append(m.Ticket.assignee_id == assignee if assignee is not None
                          else sa.false())
         if f["q"]:
-            hits = matching_ticket_ids(f["q"], m, dialect)
-            if hits is not None:
-                where.append(m.Ticket.id.in_(hits))
+            matching = ticket_search_condition(f["q"], m, dialect, session)
+            if matching is not None:
+                where.append(matching)
 
         sort = f["sort"]
         keys = sort_keys(sort, m)
@@ -270,6 +377,18 @@ def register(bp):
         cursor = parse_cursor(sort, request.args.get("after"))
         if cursor:
             where.append(after_cursor(keys, cursor))
+        if sort == "waiting":
+            # Waiting tickets by last_inbound_at, then the others by last_message_at: each
+            # half walks an index in order (ix_..._status_inbound, ix_..._status_last) and
+            # stops after a page, instead of sorting every ticket of the folder by CASEs.
+            T = m.Ticket
+            waiting = waiting_condition(m)
+            first = (sa.select(T.id).where(*where, waiting)
+                     .order_by(T.last_inbound_at, T.id).limit(page_size + 1).subquery())
+            then = (sa.select(T.id).where(*where, sa.not_(waiting))
+                    .order_by(T.last_message_at, T.id).limit(page_size + 1).subquery())
+            halves = sa.union_all(sa.select(first.c.id), sa.select(then.c.id)).subquery()
+            where = [T.id.in_(sa.select(halves.c.id))]
         query = (
             sa.select(m.Ticket).where(*where)
             .options(sa.orm.selectinload(m.Ticket.customer), sa.orm.selectinload(m.Ticket.tags),
