@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from hosts import Host, database_url
+from shared_inbox.mail.devserver import DevMailServer
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
@@ -68,3 +69,11 @@ def require(what: str, available: bool):
     if os.environ.get("SHARED_INBOX_REQUIRE_ALL") == "1":
         pytest.fail(f"{what} is required in CI but not available")
     pytest.skip(f"{what} not available")
+
+
+@pytest.fixture
+def mail_server():
+    """The in-process development IMAP + SMTP server with the three demo mailboxes."""
+    with DevMailServer(users={"support@example.com": "support", "sales@example.com": "sales",
+                              "billing@example.com": "billing"}) as server:
+        yield server

@@ -1,7 +1,6 @@
 """The poller's batches: one transaction per FETCH batch, the slow path when a message
 fails, and the memory-saving fast paths of the parser and the storage."""
 import base64
-import binascii
 import os
 import random
 from datetime import timedelta
@@ -15,7 +14,7 @@ from shared_inbox.mail import parse as parse_module
 from shared_inbox.models import utcnow
 from shared_inbox.storage import FilesystemStorage
 
-from test_poll import add_mailbox, mail, mail_server, poll, tickets  # noqa: F401 (fixture)
+from test_poll import add_mailbox, mail, poll, tickets
 
 
 def _statements_and_commits(host):

@@ -9,16 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from shared_inbox.mail.demo_mail import demo_messages
-from shared_inbox.mail.devserver import DevMailServer
 from shared_inbox.mail.imap import poll_all, poll_mailbox
 from shared_inbox.models import utcnow
-
-
-@pytest.fixture
-def mail_server():
-    with DevMailServer(users={"support@example.com": "support", "sales@example.com": "sales",
-                              "billing@example.com": "billing"}) as server:
-        yield server
 
 
 def add_mailbox(host, server, address, *, password=None, since_days=30):
