@@ -77,3 +77,4 @@ def mail_server():
     with DevMailServer(users={"support@example.com": "support", "sales@example.com": "sales",
                               "billing@example.com": "billing"}) as server:
         yield server
+

@@ -57,7 +57,7 @@ class IdleWatcher(threading.Thread):
                 state.db.session.remove()
 
     def _watch_once(self) -> bool:
-        from .imap import connect, select
+        from .imap import _logout_quietly, connect, select
 
         with self.app.app_context():
             state = get_state(self.app)
@@ -93,10 +93,7 @@ class IdleWatcher(threading.Thread):
             client.idle_done()
             return True
         finally:
-            try:
-                client.logout()
-            except Exception:  # already gone
-                pass
+            _logout_quietly(client)
 
 
 class Worker:
@@ -137,7 +134,9 @@ class Worker:
     def stop(self) -> None:
         self.stop_event.set()
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            # Let a running poll finish: its connection is closed properly, nothing is cut
+            # off half-way (ingestion is transactional anyway).
+            self.scheduler.shutdown(wait=True)
         for watcher in self.watchers.values():
             watcher.join(timeout=CHECK_SECONDS + 5)
 

@@ -109,8 +109,8 @@ def _close_quietly(client) -> None:
 def _logout_quietly(client) -> None:
     try:
         client.logout()
-    except Exception:  # the connection may already be gone
-        pass
+    except Exception:  # the connection may already be gone: still free the socket
+        _close_quietly(client)
 
 
 def backoff_seconds(failures: int) -> int:
