@@ -61,6 +61,16 @@ def register(bp):
             return None
         return stats.errors.get(message.id, "")
 
+    def send_and_flash(message, sent: str, queued: str) -> None:
+        """Send now if sending is on, and tell the agent what became of the message."""
+        error = deliver_now(message)
+        if error is None:
+            flash(f"{sent}.", "success")
+        elif error:
+            flash(f"{queued}; sending failed ({error}) and will be retried.", "error")
+        else:
+            flash(f"{queued}.", "success")
+
     @bp.route("/tickets/<int:ticket_id>/reply", methods=["POST"])
     def reply(ticket_id):
         state = get_state()
@@ -84,14 +94,8 @@ def register(bp):
                 error += " Your text is kept below; attach the files again."
             return rerender(ticket_id, "reply", error)
         state.db.session.commit()
-        error = deliver_now(message)
         suffix = " and the ticket closed" if close else ""
-        if error is None:
-            flash(f"Reply sent{suffix}.", "success")
-        elif error:
-            flash(f"Reply queued{suffix}; sending failed ({error}) and will be retried.", "error")
-        else:
-            flash(f"Reply queued{suffix}.", "success")
+        send_and_flash(message, f"Reply sent{suffix}", f"Reply queued{suffix}")
         return redirect(ticket_url(ticket_id))
 
     @bp.route("/tickets/<int:ticket_id>/note", methods=["POST"])
@@ -124,14 +128,8 @@ def register(bp):
         except ReplyError as exc:
             return rerender(ticket_id, "forward", str(exc))
         state.db.session.commit()
-        error = deliver_now(message)
         to = message.to[0][1]
-        if error is None:
-            flash(f"Forwarded to {to}.", "success")
-        elif error:
-            flash(f"Forward to {to} queued; sending failed ({error}) and will be retried.", "error")
-        else:
-            flash(f"Forward to {to} queued.", "success")
+        send_and_flash(message, f"Forwarded to {to}", f"Forward to {to} queued")
         return redirect(ticket_url(ticket_id))
 
     @bp.route("/messages/<int:message_id>/retry", methods=["POST"])
