@@ -38,6 +38,8 @@ DEFAULTS: dict[str, object] = {
     "APPEND_TO_SENT": False,
     "SENT_FOLDER": "Sent",
     "MAX_ATTACHMENT_SIZE": 20 * 1024 * 1024,
+    "ADMIN_EMAILS": [],
+    "AUTOMATION_INTERVAL": 10,
 }
 
 DOCS: dict[str, str] = {
@@ -77,6 +79,11 @@ DOCS: dict[str, str] = {
     "APPEND_TO_SENT": "Also file a copy of every sent reply in the mailbox's Sent folder over IMAP.",
     "SENT_FOLDER": "IMAP folder that receives copies of sent replies (with `APPEND_TO_SENT`).",
     "MAX_ATTACHMENT_SIZE": "Largest total size (bytes) of the files attached to one reply.",
+    "ADMIN_EMAILS": "Addresses that receive admin mail (SLA breaches of unassigned tickets, the "
+    "auto-reply circuit breaker, the weekly summary). Default: the users your `admin_loader` "
+    "accepts.",
+    "AUTOMATION_INTERVAL": "Seconds between two runs of the automation job (rules, auto-replies, "
+    "SLA) for mail that arrived without a poll running it at once.",
 }
 
 PREFIX = "SHARED_INBOX_"

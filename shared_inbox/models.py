@@ -298,6 +298,11 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         is_bounce = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
         is_imported = sa.Column(sa.Boolean, nullable=False, default=False, server_default=sa.false())
         thread_reason = sa.Column(sa.String(500), nullable=False, default="")
+        # Automation (rules, auto-replies, SLA, signals) runs after the message is committed:
+        # "pending" until services.automation.process_pending has run it (in its own
+        # transaction, so a crash re-runs it and a bug cannot lose the mail); "skipped" for
+        # imported history and anything that must never trigger automation.
+        automation_state = sa.Column(sa.String(10), nullable=True, index=True)
         # Outgoing mail state (outbox).
         send_status = sa.Column(sa.String(10), nullable=True)
         send_error = sa.Column(sa.Text, nullable=True)
@@ -404,6 +409,38 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         )
         fetched_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
 
+    class InboxNotification(Model):
+        """A mail to agents or admins (SLA breach, circuit breaker, rule, weekly summary).
+
+        Not part of any customer thread; delivered by the outbox with the same claims and
+        retries as replies, through the SMTP account of ``mailbox`` (or the first active one).
+        """
+
+        __tablename__ = t("notification")
+        __table_args__ = (
+            sa.Index(f"ix_{t('notification')}_due", "send_status", "next_attempt_at"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="SET NULL"), nullable=True)
+        ticket_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="CASCADE"), nullable=True,
+            index=True)
+        reason = sa.Column(sa.String(40), nullable=False, default="")
+        to = sa.Column(sa.JSON, nullable=False, default=list)
+        subject = sa.Column(sa.String(998), nullable=False, default="")
+        body_text = sa.Column(sa.Text, nullable=False, default="")
+        body_html = sa.Column(sa.Text, nullable=True)
+        send_status = sa.Column(sa.String(10), nullable=False, default="queued")
+        send_error = sa.Column(sa.Text, nullable=True)
+        send_attempts = sa.Column(sa.Integer, nullable=False, default=0)
+        next_attempt_at = sa.Column(sa.DateTime, nullable=True)
+        sent_at = sa.Column(sa.DateTime, nullable=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+        mailbox = relationship(InboxMailbox)
+        ticket = relationship(InboxTicket)
+
     class InboxSyncState(Model):
         """Where polling of one folder stands, and which poller holds it (lease)."""
 
@@ -437,13 +474,14 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         FetchedUid=InboxFetchedUid,
         SyncState=InboxSyncState,
         TicketRead=InboxTicketRead,
+        Notification=InboxNotification,
     )
     ns.tables = [
         m.__table__ if hasattr(m, "__table__") else m
         for m in (
             InboxMailbox, InboxMailboxMember, InboxCustomer, InboxTag, InboxTicket,
             ticket_tags, InboxMessage, InboxAttachment, InboxSavedReply, InboxActivity,
-            InboxFetchedUid, InboxSyncState, InboxTicketRead,
+            InboxFetchedUid, InboxSyncState, InboxTicketRead, InboxNotification,
         )
     ]
     OWN_TABLE_NAMES.update(tbl.name for tbl in ns.tables)

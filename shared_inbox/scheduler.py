@@ -45,6 +45,19 @@ def wake_job(app: Flask) -> None:
             state.db.session.remove()
 
 
+def automation_job(app: Flask) -> None:
+    """Rules, auto-replies and SLA for mail not yet automated (e.g. after a crash)."""
+    from .services.automation import process_pending
+
+    with app.app_context():
+        try:
+            process_pending()
+        except Exception:
+            log.exception("automation job failed")
+        finally:
+            get_state(app).db.session.remove()
+
+
 def make_scheduler(app: Flask, *, blocking: bool = False):
     scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone="UTC")
     scheduler.add_job(
@@ -57,6 +70,8 @@ def make_scheduler(app: Flask, *, blocking: bool = False):
     )
     scheduler.add_job(wake_job, "interval", seconds=60, args=[app], id="wake",
                       max_instances=1, coalesce=True)
+    scheduler.add_job(automation_job, "interval", seconds=cv("AUTOMATION_INTERVAL", app),
+                      args=[app], id="automation", max_instances=1, coalesce=True)
     return scheduler
 
 
@@ -91,7 +106,7 @@ def stop(app: Flask) -> None:
     state = get_state(app)
     with state.scheduler_lock:
         if state.scheduler is not None:
-            state.scheduler.shutdown(wait=False)
+            state.scheduler.shutdown(wait=True)
             state.scheduler = None
 
 

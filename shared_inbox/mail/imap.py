@@ -230,7 +230,21 @@ def poll_mailbox(mailbox) -> PollResult:
         session.commit()
         current.expire_on_commit = expire_on_commit
         _release_lease(sync, owner)
+    if result.ingested:
+        _automate(mailbox)
     return result
+
+
+def _automate(mailbox) -> None:
+    """Run rules / auto-replies / SLA for what was just ingested (the automation job
+    catches up on anything left if this fails or the process dies first)."""
+    from ..services.automation import process_pending
+
+    try:
+        process_pending(mailbox_id=mailbox.id)
+    except Exception:
+        get_state().db.session.rollback()
+        log.exception("automation after polling %s failed", mailbox.email_address)
 
 
 def _fetch_new(client, mailbox, sync, result: PollResult, owner: str) -> None:

@@ -201,6 +201,11 @@ def build_message(message, mailbox, storage=None) -> EmailMessage:
     headers = message.headers or {}
     msg["Thread-Topic"] = headers.get("thread-topic") or thread_topic(message.subject)
     msg["Thread-Index"] = headers.get("thread-index") or new_thread_index()
+    if headers.get("auto-submitted"):
+        # Our automatic mail (acknowledgements, out-of-hours replies, web form
+        # confirmations) says so (RFC 3834), and asks Exchange not to auto-answer it.
+        msg["Auto-Submitted"] = headers["auto-submitted"]
+        msg["X-Auto-Response-Suppress"] = "All"
     msg["MIME-Version"] = "1.0"
     msg.set_content(message.body_text or "", subtype="plain", charset="utf-8")
     msg.add_alternative(text_to_html(message.body_text or ""), subtype="html", charset="utf-8")
@@ -233,6 +238,24 @@ def build_notification(note, mailbox, recipients) -> EmailMessage:
     text = (f"{author} mentioned you in an internal note on ticket #{ticket.number} "
             f"({ticket.subject}):\n\n{note.body_text}\n\n" + (f"Open the ticket: {link}\n" if link else ""))
     msg.set_content(text, charset="utf-8")
+    return msg
+
+
+def build_agent_notification(notification, mailbox) -> EmailMessage:
+    """A mail to agents or admins (an ``InboxNotification`` row), outside any customer thread."""
+    from email.utils import make_msgid
+
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = _address(f"{mailbox.name} inbox", mailbox.email_address)
+    msg["To"] = ", ".join(_address(n, a) for n, a in notification.to)
+    msg["Subject"] = notification.subject
+    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = make_msgid(domain=_domain(mailbox.email_address))
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg.set_content(notification.body_text or "", charset="utf-8")
+    if notification.body_html:
+        msg.add_alternative(notification.body_html, subtype="html", charset="utf-8")
     return msg
 
 

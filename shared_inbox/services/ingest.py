@@ -20,6 +20,7 @@ from ..mail.parse import ParsedMessage, parse_message
 from ..mail.quotes import split_reply
 from ..mail.threader import find_ticket
 from ..models import utcnow
+from .automation import pending_state
 from .customers import get_or_create_customer
 from .tickets import record_activity, snippet_of
 
@@ -224,6 +225,7 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
     if kind.is_bounce and bounced is not None and bounced.kind == "outbound":
         bounced.send_status = "bounced"
         bounced.send_error = "; ".join(kind.reasons)[:2000] or "the message bounced"
+    message.automation_state = pending_state(new_ticket=new_ticket, imported=imported)
     if new_ticket:
         _touch_ticket_inbound(ticket, message, split.reply or parsed.text, date)
         record_activity(ticket, "created", mailbox=mailbox.email_address)
@@ -271,7 +273,7 @@ def _ingest_unreadable(mailbox, raw: bytes, error: str):
         ticket_id=ticket.id, mailbox_id=mailbox.id, kind="inbound", raw_key=raw_key,
         raw_size=len(raw), is_malformed=True, parse_error=error[:2000],
         body_text=raw[:20000].decode("utf-8", "replace"), thread_reason="could not be parsed",
-        date=now, created_at=now,
+        automation_state="skipped", date=now, created_at=now,
     )
     session.add(message)
     session.flush()

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
+from .. import signals
 from ..config import cv
 from ..extension import get_state
 from ..mail import send as mailsend
@@ -66,8 +67,8 @@ def sending_enabled() -> bool:
     return bool(cv("SEND_MAIL")) and not current_app.testing
 
 
-def _due_clause(m, now: datetime):
-    msg = m.Message
+def _due_clause(m, now: datetime, model=None):
+    msg = model if model is not None else m.Message
     return sa.or_(
         sa.and_(msg.send_status.in_(PENDING),
                 sa.or_(msg.next_attempt_at.is_(None), msg.next_attempt_at <= now)),
@@ -88,17 +89,19 @@ def due_ids(now: datetime | None = None, limit: int = 100, only_ids=None) -> lis
     return list(state.db.session.scalars(query))
 
 
-def claim(message_id: int, now: datetime) -> bool:
-    """Take one message for sending; True only for the one worker that got it."""
+def claim(message_id: int, now: datetime, model=None) -> bool:
+    """Take one message (or notification) for sending; True only for the one worker that
+    got it."""
     state = get_state()
     m = state.models
+    model = model if model is not None else m.Message
     session = state.db.session
     lease = timedelta(seconds=cv("SEND_LEASE_SECONDS"))
     result = session.execute(
-        sa.update(m.Message)
-        .where(m.Message.id == message_id, _due_clause(m, now))
+        sa.update(model)
+        .where(model.id == message_id, _due_clause(m, now, model))
         .values(send_status="sending", next_attempt_at=now + lease,
-                send_attempts=m.Message.send_attempts + 1)
+                send_attempts=model.send_attempts + 1)
         .execution_options(synchronize_session=False)
     )
     session.commit()
@@ -128,7 +131,44 @@ def deliver_due(now: datetime | None = None, *, force: bool = False, only_ids=No
             setattr(stats, outcome, getattr(stats, outcome) + 1)
             message = session.get(state.models.Message, message_id)
             stats.errors[message_id] = message.send_error or ""
+    if only_ids is None:
+        _deliver_notifications(now, limit, stats)
     return stats
+
+
+def _deliver_notifications(now: datetime | None, limit: int, stats: DeliveryStats) -> None:
+    """Mail to the team (services.notify): same claim, retries and back-off as replies."""
+    state = get_state()
+    m = state.models
+    session = state.db.session
+    ids = list(session.scalars(
+        sa.select(m.Notification.id).where(_due_clause(m, now or utcnow(), m.Notification))
+        .order_by(m.Notification.id).limit(limit)))
+    session.commit()
+    for notification_id in ids:
+        if not claim(notification_id, now or utcnow(), m.Notification):
+            stats.skipped += 1
+            continue
+        row = session.get(m.Notification, notification_id)
+        try:
+            mailbox = row.mailbox
+            if mailbox is None:
+                raise mailsend.PermanentSendError("no mailbox to send this notification from")
+            data = mailsend.as_bytes(mailsend.build_agent_notification(row, mailbox))
+            mailsend.send(mailbox, data, [a for _, a in row.to])
+        except Exception as exc:
+            if not isinstance(exc, mailsend.SendError):
+                log.exception("could not send notification %s", notification_id)
+                exc = mailsend.TransientSendError(f"{exc.__class__.__name__}: {exc}")
+            outcome = _record_failure(row, exc, now)
+            setattr(stats, outcome, getattr(stats, outcome) + 1)
+            continue
+        row.send_status = "sent"
+        row.sent_at = utcnow()
+        row.next_attempt_at = None
+        row.send_error = None
+        session.commit()
+        stats.sent += 1
 
 
 def _recipients(message) -> list[str]:
@@ -163,6 +203,8 @@ def _deliver_claimed(message_id: int, now: datetime | None) -> str:
     message.next_attempt_at = None
     message.send_error = ("not accepted for " + "; ".join(f"{r}: {t}" for r, t in refused.items())
                           )[:2000] if refused else None
+    if message.kind == "outbound":
+        signals.send(signals.reply_sent, ticket=message.ticket, message=message)
     session.commit()
     log.info("sent message %s of ticket %s", message.id, message.ticket_id)
     if message.kind == "outbound" and cv("APPEND_TO_SENT"):

@@ -22,6 +22,7 @@ from email.utils import make_msgid
 
 import sqlalchemy as sa
 
+from .. import signals
 from ..config import cv
 from ..extension import get_state
 from ..mail import send as mailsend
@@ -303,6 +304,7 @@ def queue_note(ticket, author, text: str, *, ticket_url: str = ""):
     state.db.session.add(note)
     state.db.session.flush()
     record_activity(ticket, "note", author, message=note.id, mentions=[a for _, a in to])
+    signals.send(signals.note_added, ticket=ticket, message=note, actor=author)
     return note
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from .. import signals
 from ..extension import get_state
 from ..models import STATUSES, utcnow
 
@@ -28,6 +29,7 @@ def change_status(ticket, status: str, actor=None) -> bool:
     if status != "open":
         ticket.snoozed_until = None
     record_activity(ticket, "status", actor, old=old, new=status)
+    signals.send(signals.status_changed, ticket=ticket, actor=actor, old=old, new=status)
     return True
 
 
@@ -180,6 +182,8 @@ def assign(ticket, assignee, actor=None) -> bool:
         action = "transferred"
     record_activity(ticket, action, actor, to=_uid_str(assignee), to_name=_name(assignee),
                     previous=_uid_str(previous), previous_name=_name(previous))
+    signals.send(signals.ticket_assigned, ticket=ticket, actor=actor, assignee=assignee,
+                 previous=previous)
     return True
 
 
