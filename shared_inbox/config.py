@@ -12,6 +12,8 @@ from flask import Flask, current_app
 DEFAULTS: dict[str, object] = {
     "URL_PREFIX": "/inbox",
     "BLUEPRINT_NAME": "shared_inbox",
+    "PUBLIC_URL_PREFIX": "/help",
+    "PUBLIC_BASE_TEMPLATE": "shared_inbox/public_base.html",
     "REGISTER_BLUEPRINT": True,
     "CLI_GROUP": "inbox",
     "TABLE_PREFIX": "inbox_",
@@ -45,6 +47,10 @@ DEFAULTS: dict[str, object] = {
 DOCS: dict[str, str] = {
     "URL_PREFIX": "Where the dashboard is mounted.",
     "BLUEPRINT_NAME": "Name of the blueprint (and of the endpoints, e.g. `shared_inbox.index`).",
+    "PUBLIC_URL_PREFIX": "Where the customer-facing pages (contact form, satisfaction rating) "
+    "are mounted; they need no login.",
+    "PUBLIC_BASE_TEMPLATE": "Template the customer-facing pages extend; point it at your "
+    "site's public layout.",
     "REGISTER_BLUEPRINT": "Set to False to use models, CLI and polling without the dashboard.",
     "CLI_GROUP": "Name of the command group: `flask inbox ...`.",
     "TABLE_PREFIX": "Prefix of every table the extension owns. Choose it before the first `init-db`.",

@@ -117,6 +117,12 @@ class SharedInbox:
                 create_blueprint(state.blueprint_name),
                 url_prefix=config.cv("URL_PREFIX", app),
             )
+            from .views.public import create_public_blueprint
+
+            app.register_blueprint(
+                create_public_blueprint(state.blueprint_name),
+                url_prefix=config.cv("PUBLIC_URL_PREFIX", app),
+            )
 
         if config.cv("SCHEDULER", app) and not app.testing:
             from .scheduler import start_on_first_request

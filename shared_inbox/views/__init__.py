@@ -54,8 +54,10 @@ def create_blueprint(name: str) -> Blueprint:
             }
         }
 
-    from . import inbox, replies, saved_replies, settings, tags, tickets
+    from . import (autoreplies, customers, inbox, replies, reports, rules, saved_replies,
+                   service_levels, settings, tags, tickets, webhooks)
 
-    for module in (inbox, tickets, replies, settings, saved_replies, tags):
+    for module in (inbox, tickets, replies, settings, saved_replies, tags, customers, webhooks,
+                   rules, autoreplies, service_levels, reports):
         module.register(bp)
     return bp
