@@ -1,10 +1,13 @@
-"""Dashboard speed: the inbox list, a ticket page and a search on a large SQLite database.
+"""Dashboard speed: the inbox list, a ticket page and a search on a large database.
 
 Run from the project root::
 
     python3 benchmarks/dashboard.py                    # 100k tickets / 300k messages
     python3 benchmarks/dashboard.py --tickets 20000 --runs 50
     python3 benchmarks/dashboard.py --db /tmp/dash.db  # keep (and reuse) the seeded file
+    python3 benchmarks/dashboard.py --database-url \
+        postgresql+psycopg://shared_inbox:shared_inbox@127.0.0.1:5432/si_bench
+        # PostgreSQL: an empty database is seeded, one already seeded is reused
 
 It seeds 5 mailboxes, 30k customers, ``--tickets`` tickets with 3 messages each, tags and
 assignees with ``executemany`` (FTS triggers included), then times requests through the
@@ -45,6 +48,13 @@ LAST = "Müller Schmidt Diaz Ruiz Novak Smith Jones Brown Rossi Dubois".split()
 def seed(host, n_tickets: int, rng: random.Random) -> dict:
     with host.app.app_context():
         engine = host.db.engine
+        postgres = engine.dialect.name == "postgresql"
+
+        def q(statement: str) -> str:
+            """The SQLite statement in the driver's dialect: placeholders and booleans."""
+            if not postgres:
+                return statement.replace("{T}", "1").replace("{F}", "0")
+            return statement.replace("?", "%s").replace("{T}", "true").replace("{F}", "false")
         admin = host.add_user("admin@bench.test", role="admin", name="Admin")
         agent = host.add_user("agent@bench.test", name="Agent")
         others = [host.add_user(f"a{i}@bench.test", name=f"Agent {i}") for i in range(4)]
@@ -54,28 +64,28 @@ def seed(host, n_tickets: int, rng: random.Random) -> dict:
         try:
             cur = raw.cursor()
             created = now.strftime(FMT)
-            cur.executemany(
+            cur.executemany(q(
                 "INSERT INTO inbox_mailbox (id, name, email_address, from_name, signature, "
                 "is_active, imap_host, imap_port, imap_security, imap_username, imap_folder, "
                 "after_fetch, move_to_folder, smtp_host, smtp_port, smtp_security, "
                 "smtp_username, auth_type, needs_reauth, failure_count, created_at) VALUES "
-                "(?, ?, ?, '', '', 1, '', 993, 'ssl', '', 'INBOX', 'leave', '', '', 587, "
-                "'starttls', '', 'password', 0, 0, ?)",
+                "(?, ?, ?, '', '', {T}, '', 993, 'ssl', '', 'INBOX', 'leave', '', '', 587, "
+                "'starttls', '', 'password', {F}, 0, ?)"),
                 [(i, f"Mailbox {i}", f"box{i}@bench.test", created) for i in range(1, 6)])
             members = [(1, agent), (2, agent)] + [(1 + i % 5, u) for i, u in enumerate(others)]
-            cur.executemany(
+            cur.executemany(q(
                 "INSERT INTO inbox_mailbox_member (mailbox_id, user_id, created_at) "
-                "VALUES (?, ?, ?)", [(mb, u, created) for mb, u in members])
+                "VALUES (?, ?, ?)"), [(mb, u, created) for mb, u in members])
             n_customers = max(10, n_tickets * 3 // 10)
             customers = []
             for i in range(1, n_customers + 1):
                 name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
                 customers.append((i, f"c{i}@{rng.choice(['mail', 'shop', 'web'])}.example",
                                   name, "", created, created))
-            cur.executemany("INSERT INTO inbox_customer (id, email, name, notes, created_at, "
-                            "updated_at) VALUES (?, ?, ?, ?, ?, ?)", customers)
-            cur.executemany("INSERT INTO inbox_tag (id, name, color, created_at) "
-                            "VALUES (?, ?, '#6b7280', ?)",
+            cur.executemany(q("INSERT INTO inbox_customer (id, email, name, notes, created_at, "
+                              "updated_at) VALUES (?, ?, ?, ?, ?, ?)"), customers)
+            cur.executemany(q("INSERT INTO inbox_tag (id, name, color, created_at) "
+                              "VALUES (?, ?, '#6b7280', ?)"),
                             [(i, f"tag{i}", created) for i in range(1, 11)])
             tickets, messages, tags = [], [], []
             msg_id = 0
@@ -112,28 +122,50 @@ def seed(host, n_tickets: int, rng: random.Random) -> dict:
                     last.strftime(FMT) if status == "closed" else None))
                 for tag in rng.sample(range(1, 11), rng.choice([0, 0, 1, 2])):
                     tags.append((tid, tag))
-            cur.executemany(
+            cur.executemany(q(
                 "INSERT INTO inbox_ticket (id, mailbox_id, customer_id, subject, status, "
                 "priority, assignee_id, snippet, message_count, is_flagged, created_at, "
                 "updated_at, last_message_at, last_inbound_at, last_outbound_at, "
-                "snoozed_until, closed_at) VALUES (?, ?, ?, ?, ?, 'normal', ?, ?, 3, 0, ?, ?, ?, "
-                "?, ?, ?, ?)",
+                "snoozed_until, closed_at) VALUES (?, ?, ?, ?, ?, 'normal', ?, ?, 3, {F}, ?, ?, "
+                "?, ?, ?, ?, ?)"),
                 [(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[8], t[9], t[10],
                   t[11], t[12]) for t in tickets])
-            cur.executemany(
+            cur.executemany(q(
                 "INSERT INTO inbox_message (id, ticket_id, mailbox_id, kind, from_name, "
                 "from_email, \"to\", cc, subject, in_reply_to, \"references\", headers, "
                 "body_text, thread_reason, send_attempts, is_malformed, is_automated, "
                 "is_bounce, is_imported, date, created_at) VALUES (?, ?, ?, ?, ?, ?, '[]', "
-                "'[]', ?, '', '', '{}', ?, '', 0, 0, 0, 0, 0, ?, ?)", messages)
-            cur.executemany("INSERT INTO inbox_ticket_tag (ticket_id, tag_id) VALUES (?, ?)",
+                "'[]', ?, '', '', '{}', ?, '', 0, {F}, {F}, {F}, {F}, ?, ?)"), messages)
+            cur.executemany(q("INSERT INTO inbox_ticket_tag (ticket_id, tag_id) VALUES (?, ?)"),
                             tags)
+            if postgres:  # ids were given explicitly: move the sequences past them
+                for table in ("mailbox", "customer", "tag", "ticket", "message"):
+                    cur.execute(f"SELECT setval(pg_get_serial_sequence('inbox_{table}', 'id'), "
+                                f"(SELECT max(id) FROM inbox_{table}))")
             raw.commit()
-            cur.execute("ANALYZE")
-            raw.commit()
+            if postgres:
+                raw.driver_connection.autocommit = True  # VACUUM: not in a transaction
+                cur.execute("VACUUM ANALYZE")
+            else:
+                cur.execute("ANALYZE")
+                raw.commit()
         finally:
             raw.close()
         return {"admin": admin, "agent": agent, "messages": msg_id}
+
+
+def _is_empty(host) -> bool:
+    """No tickets table, or no ticket in it: the database still needs seeding."""
+    with host.app.app_context():
+        engine = host.db.engine
+        if not sa.inspect(engine).has_table("inbox_ticket"):
+            return True
+        with engine.connect() as conn:
+            return not conn.scalar(sa.text("SELECT count(*) FROM inbox_ticket"))
+
+
+def _without_password(url: str) -> str:
+    return sa.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def timed(client, url: str, runs: int) -> list[float]:
@@ -168,18 +200,21 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--db", help="SQLite file to use (seeded only if new)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL of a database to use instead "
+                        "of SQLite, e.g. PostgreSQL (seeded only if it has no tickets yet)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="si-dash-"))
     db_path = Path(args.db) if args.db else tmp / "dash.db"
-    fresh = not db_path.exists()
-    host = Host(database_url=f"sqlite:///{db_path}", tmp_path=tmp,
-                config={"SHARED_INBOX_PAGE_SIZE": 50})
+    url = args.database_url or f"sqlite:///{db_path}"
+    where = _without_password(url) if args.database_url else str(db_path)
+    host = Host(database_url=url, tmp_path=tmp, config={"SHARED_INBOX_PAGE_SIZE": 50})
+    fresh = _is_empty(host) if args.database_url else not db_path.exists()
     if fresh:
         host.create_tables()
         start = time.perf_counter()
         info = seed(host, args.tickets, random.Random(args.seed))
         print(f"seeded {args.tickets} tickets / {info['messages']} messages in "
-              f"{time.perf_counter() - start:.1f} s ({db_path})")
+              f"{time.perf_counter() - start:.1f} s ({where})")
     with host.app.app_context():
         users = {u.role if u.email == "admin@bench.test" else u.email: u.id
                  for u in host.db.session.scalars(sa.select(host.User))}
@@ -223,7 +258,7 @@ def main() -> None:
             host.app.config["SHARED_INBOX_PAGE_SIZE"] = 50
             print(f"{name:34} {label:26} {statistics.median(times):8.1f} {p95:8.1f} "
                   f"{counts[0]:11d} {counts[1]:11d}")
-    print(json.dumps({"db": str(db_path)}))
+    print(json.dumps({"db": where}))
 
 
 if __name__ == "__main__":

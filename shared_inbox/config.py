@@ -14,12 +14,22 @@ DEFAULTS: dict[str, object] = {
     "BLUEPRINT_NAME": "shared_inbox",
     "PUBLIC_URL_PREFIX": "/help",
     "PUBLIC_BASE_TEMPLATE": "shared_inbox/public_base.html",
+    "WEBFORM_MAILBOX": None,
+    "WEBFORM_MAILBOXES": {},
+    "WEBFORM_RATE_LIMIT": 5,
+    "WEBFORM_MAX_TEXT": 20000,
+    "WEBFORM_MAX_FILES": 5,
+    "WEBFORM_MAX_UPLOAD_SIZE": 10 * 1024 * 1024,
+    "AUTOREPLY_SENDER_LIMIT": 3,
+    "AUTOREPLY_MAILBOX_LIMIT": 100,
     "REGISTER_BLUEPRINT": True,
     "CLI_GROUP": "inbox",
     "TABLE_PREFIX": "inbox_",
     "BASE_TEMPLATE": "shared_inbox/base.html",
     "LOAD_CSS": True,
     "PAGE_SIZE": 50,
+    "PRESENCE_INTERVAL": 15,
+    "PRESENCE_TIMEOUT": 45,
     "SCHEDULER": False,
     "POLL_INTERVAL": 60,
     "FETCH_BATCH_SIZE": 50,
@@ -42,6 +52,19 @@ DEFAULTS: dict[str, object] = {
     "MAX_ATTACHMENT_SIZE": 20 * 1024 * 1024,
     "ADMIN_EMAILS": [],
     "AUTOMATION_INTERVAL": 10,
+    "SLA_SOON_MINUTES": 60,
+    "TIMERS_INTERVAL": 60,
+    "SATISFACTION": False,
+    "SATISFACTION_LINK_DAYS": 30,
+    "WEEKLY_SUMMARY": True,
+    "RULE_REGEX_TIMEOUT": 0.25,
+    "RULE_TEXT_LIMIT": 100_000,
+    "EXTERNAL_URL": None,
+    "CUSTOMER_CONTEXT_TIMEOUT": 2.0,
+    "CUSTOMER_CONTEXT_CACHE_SECONDS": 60,
+    "WEBHOOK_TIMEOUT": 10,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_INTERVAL": 15,
 }
 
 DOCS: dict[str, str] = {
@@ -51,12 +74,30 @@ DOCS: dict[str, str] = {
     "are mounted; they need no login.",
     "PUBLIC_BASE_TEMPLATE": "Template the customer-facing pages extend; point it at your "
     "site's public layout.",
+    "WEBFORM_MAILBOX": "Address (or id) of the mailbox the contact form files tickets in. "
+    "Default: the first active mailbox.",
+    "WEBFORM_MAILBOXES": "Further mailboxes the form may file into, by the slug in its URL: "
+    "`{\"sales\": \"sales@example.com\"}` serves `/help/contact/sales`; other slugs are 404.",
+    "WEBFORM_RATE_LIMIT": "Contact-form submissions accepted per IP address per hour (counted "
+    "in the database, so across all web workers).",
+    "WEBFORM_MAX_TEXT": "Longest message (characters) the contact form accepts.",
+    "WEBFORM_MAX_FILES": "Most files one contact-form submission may attach (0: no attachments).",
+    "WEBFORM_MAX_UPLOAD_SIZE": "Largest total size (bytes) of the files of one contact-form "
+    "submission.",
+    "AUTOREPLY_SENDER_LIMIT": "Automatic replies (acknowledgements, out-of-hours, form "
+    "confirmations, rule replies) one address gets per hour; more are withheld.",
+    "AUTOREPLY_MAILBOX_LIMIT": "Circuit breaker: automatic mails one mailbox sends per hour "
+    "before it stops sending them and tells the admins.",
     "REGISTER_BLUEPRINT": "Set to False to use models, CLI and polling without the dashboard.",
     "CLI_GROUP": "Name of the command group: `flask inbox ...`.",
     "TABLE_PREFIX": "Prefix of every table the extension owns. Choose it before the first `init-db`.",
     "BASE_TEMPLATE": "Template the dashboard pages extend; point it at your site's layout.",
     "LOAD_CSS": "Include the extension's own (scoped) stylesheet.",
     "PAGE_SIZE": "Tickets per page in the inbox list.",
+    "PRESENCE_INTERVAL": "Seconds between two heartbeats of an open ticket page (who is viewing "
+    "or replying, new messages since the page was opened).",
+    "PRESENCE_TIMEOUT": "Seconds after its last heartbeat an agent is no longer shown as "
+    "viewing or replying to a ticket.",
     "SCHEDULER": "True: also poll in a background thread of the web process (opt-in; never "
     "under `app.testing`). Production runs `flask inbox run-worker` instead.",
     "POLL_INTERVAL": "Seconds between two polls of a mailbox.",
@@ -90,6 +131,29 @@ DOCS: dict[str, str] = {
     "accepts.",
     "AUTOMATION_INTERVAL": "Seconds between two runs of the automation job (rules, auto-replies, "
     "SLA) for mail that arrived without a poll running it at once.",
+    "SLA_SOON_MINUTES": "A ticket whose next SLA target is due within this many minutes shows "
+    "as \"breaching soon\" in the inbox.",
+    "TIMERS_INTERVAL": "Seconds between two runs of the timers job (SLA breach mail, auto-close "
+    "of pending tickets, snoozed tickets waking).",
+    "SATISFACTION": "Ask customers to rate the answer (Great / Okay / Not good) in the reply "
+    "that closes their ticket: True for every mailbox, or a list of mailbox addresses.",
+    "SATISFACTION_LINK_DAYS": "Days a rating link stays valid.",
+    "WEEKLY_SUMMARY": "Mail the admins last week's figures every Monday (sent once per week "
+    "however many workers run).",
+    "RULE_REGEX_TIMEOUT": "Seconds a rule's \"matches\" pattern may run on one message before "
+    "it counts as not matching (with the `regex` package installed).",
+    "RULE_TEXT_LIMIT": "Characters of a subject or body that rule conditions look at (the "
+    "start of longer mail).",
+    "EXTERNAL_URL": "Base URL of the site (e.g. `https://shop.example`) for links to tickets "
+    "made outside a request (webhooks sent by the worker). Default: `SERVER_NAME`, else paths.",
+    "CUSTOMER_CONTEXT_TIMEOUT": "Seconds a customer-context provider may take before its panel "
+    "shows \"unavailable\" (the ticket page never waits longer).",
+    "CUSTOMER_CONTEXT_CACHE_SECONDS": "How long a customer-context provider's result is reused "
+    "(0 turns the cache off); a failure is retried after at most 10 seconds.",
+    "WEBHOOK_TIMEOUT": "Seconds an outgoing webhook request may take.",
+    "WEBHOOK_MAX_ATTEMPTS": "Attempts to deliver a webhook event (retried after 1, 2, 4... "
+    "minutes, at most an hour apart) before it is marked failed.",
+    "WEBHOOK_INTERVAL": "Seconds between two runs of the webhook delivery job.",
 }
 
 PREFIX = "SHARED_INBOX_"

@@ -106,6 +106,10 @@ class SharedInbox:
         )
         app.extensions[EXTENSION_KEY] = state
 
+        from .services.webhooks import connect_signals
+
+        connect_signals()  # outgoing webhooks queue deliveries on every signal
+
         from .cli import make_cli_group
 
         app.cli.add_command(make_cli_group(config.cv("CLI_GROUP", app)))
@@ -155,7 +159,9 @@ class SharedInbox:
         return fn
 
     def customer_context(self, fn: Callable) -> Callable:
-        """Register a provider of data shown beside a ticket (see the customer-context docs)."""
+        """Register ``fn(customer) -> {"title", "template", "data", "values"} | None``: a panel
+        beside each ticket of that customer (several providers may be registered; each runs
+        with a timeout and is cached, see ``shared_inbox.services.context``)."""
         self.customer_context_providers.append(fn)
         return fn
 

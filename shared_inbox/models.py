@@ -105,6 +105,26 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         # Back-off after failures: a broken mailbox is retried later, not every minute.
         failure_count = sa.Column(sa.Integer, nullable=False, default=0, server_default="0")
         next_poll_at = sa.Column(sa.DateTime, nullable=True)
+        # Auto-replies (si0010): acknowledgement of a new ticket, out-of-hours reply, and
+        # when the circuit breaker last stopped this mailbox's automatic mail.
+        autoreply_ack_enabled = sa.Column(sa.Boolean, nullable=False, default=False,
+                                          server_default=sa.false())
+        autoreply_ack_subject = sa.Column(sa.String(998), nullable=False, default="",
+                                          server_default="")
+        autoreply_ack_text = sa.Column(sa.Text, nullable=False, default="", server_default="")
+        autoreply_ooh_enabled = sa.Column(sa.Boolean, nullable=False, default=False,
+                                          server_default=sa.false())
+        autoreply_ooh_subject = sa.Column(sa.String(998), nullable=False, default="",
+                                          server_default="")
+        autoreply_ooh_text = sa.Column(sa.Text, nullable=False, default="", server_default="")
+        autoreply_breaker_at = sa.Column(sa.DateTime, nullable=True)
+        # Business hours and SLA (si0011, services/business_hours.py): the zone the hours are
+        # in, the weekly hours as {"0": [["09:00", "17:00"]], ...} (NULL: always open), and
+        # auto-close of pending tickets after N days without a customer reply (NULL: never).
+        timezone = sa.Column(sa.String(64), nullable=False, default="UTC", server_default="UTC")
+        business_hours = sa.Column(sa.JSON, nullable=True)
+        auto_close_days = sa.Column(sa.Integer, nullable=True)
+        auto_close_message = sa.Column(sa.Text, nullable=False, default="", server_default="")
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
 
         members = relationship(
@@ -150,6 +170,9 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         )
         user_id = user_fk(nullable=False, ondelete="CASCADE")
         created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        # Rules (si0009): round-robin assignment skips members marked unavailable.
+        is_available = sa.Column(sa.Boolean, nullable=False, default=True,
+                                 server_default=sa.true())
         mailbox = relationship(InboxMailbox, back_populates="members")
         user = relationship(user_model)
 
@@ -207,6 +230,8 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
             sa.Index(f"ix_{t('ticket')}_status_inbound", "status", "last_inbound_at", "id"),
             # The folder counts cache asks max(updated_at) on every page (si0005).
             sa.Index(f"ix_{t('ticket')}_updated_at", "updated_at"),
+            # "Due soonest" sort and the SLA timers (si0011).
+            sa.Index(f"ix_{t('ticket')}_status_sla_due", "status", "sla_due_at", "id"),
         )
         id = sa.Column(sa.Integer, primary_key=True)
         mailbox_id = sa.Column(
@@ -235,6 +260,17 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         # Set when merged into another ticket (whose thread then holds the messages).
         merged_into_id = sa.Column(
             sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="SET NULL"), nullable=True)
+        # SLA (si0011, services/sla.py): due times of the first reply and of the resolution,
+        # the earliest one still unmet (the "due soonest" sort), the policy that set them,
+        # and when each breach was notified (once per target).
+        first_response_due_at = sa.Column(sa.DateTime, nullable=True)
+        resolution_due_at = sa.Column(sa.DateTime, nullable=True)
+        sla_due_at = sa.Column(sa.DateTime, nullable=True)
+        sla_policy_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('sla_policy')}.id", ondelete="SET NULL"),
+            nullable=True, index=True)
+        first_response_breached_at = sa.Column(sa.DateTime, nullable=True)
+        resolution_breached_at = sa.Column(sa.DateTime, nullable=True)
 
         mailbox = relationship(InboxMailbox)
         customer = relationship(InboxCustomer)
@@ -457,6 +493,213 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         lease_until = sa.Column(sa.DateTime, nullable=True)
         updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
 
+    # -- web form and auto-replies (si0008, si0010) -------------------------------------------
+    class InboxWebformHit(Model):
+        """One contact-form submission from an IP: the per-IP rate limit, shared by every
+        web worker because it lives in the database."""
+
+        __tablename__ = t("webform_hit")
+        __table_args__ = (sa.Index(f"ix_{t('webform_hit')}_ip_created", "ip", "created_at"),)
+        id = sa.Column(sa.Integer, primary_key=True)
+        ip = sa.Column(sa.String(64), nullable=False)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    class InboxAutoMail(Model):
+        """One automatic mail we sent (acknowledgement, out-of-hours reply, form confirmation,
+        rule reply): counted for the per-sender limit and the mailbox circuit breaker."""
+
+        __tablename__ = t("auto_mail")
+        __table_args__ = (
+            sa.Index(f"ix_{t('auto_mail')}_mailbox_created", "mailbox_id", "created_at"),
+            sa.Index(f"ix_{t('auto_mail')}_recipient_created", "recipient", "created_at"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"), nullable=False)
+        ticket_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="SET NULL"), nullable=True)
+        recipient = sa.Column(sa.String(320), nullable=False)
+        reason = sa.Column(sa.String(40), nullable=False, default="")
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    # -- outgoing webhooks (si0007) --------------------------------------------------------
+    class InboxWebhook(Model):
+        """An HTTP endpoint told about chosen events (signals.ALL), signed with its secret."""
+
+        __tablename__ = t("webhook")
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(120), nullable=False, default="")
+        url = sa.Column(sa.String(2000), nullable=False)
+        events = sa.Column(sa.JSON, nullable=False, default=list)
+        # HMAC key, encrypted with crypto.SecretBox; never rendered back.
+        secret_encrypted = sa.Column(sa.Text, nullable=True)
+        is_active = sa.Column(sa.Boolean, nullable=False, default=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+        @property
+        def secret(self) -> str | None:
+            from .crypto import decrypt_secret
+
+            return decrypt_secret(self.secret_encrypted)
+
+        @secret.setter
+        def secret(self, value: str | None) -> None:
+            from .crypto import encrypt_secret
+
+            self.secret_encrypted = encrypt_secret(value)
+
+    class InboxWebhookDelivery(Model):
+        """One event to POST to one webhook: queued in the change's transaction, sent by the
+        worker with claims and retries like the outbox."""
+
+        __tablename__ = t("webhook_delivery")
+        __table_args__ = (
+            sa.Index(f"ix_{t('webhook_delivery')}_due", "status", "next_attempt_at"),
+            sa.Index(f"ix_{t('webhook_delivery')}_webhook_created", "webhook_id", "created_at"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        webhook_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('webhook')}.id", ondelete="CASCADE"), nullable=False)
+        event = sa.Column(sa.String(40), nullable=False)
+        payload = sa.Column(sa.JSON, nullable=False, default=dict)
+        status = sa.Column(sa.String(10), nullable=False, default="queued")
+        attempts = sa.Column(sa.Integer, nullable=False, default=0)
+        next_attempt_at = sa.Column(sa.DateTime, nullable=True)
+        response_code = sa.Column(sa.Integer, nullable=True)
+        error = sa.Column(sa.Text, nullable=True)
+        delivered_at = sa.Column(sa.DateTime, nullable=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+        webhook = relationship(InboxWebhook)
+
+    # --- Rules (si0009, services/rules.py) ------------------------------------------------
+    class InboxRule(Model):
+        """Conditions and actions run on a new ticket and/or a customer reply, in order.
+
+        ``conditions`` and ``actions`` are JSON lists validated by ``services.rules`` when
+        saved (and read defensively when run). ``mailbox_id`` NULL: every mailbox.
+        """
+
+        __tablename__ = t("rule")
+        __table_args__ = (sa.Index(f"ix_{t('rule')}_position", "position", "id"),)
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(120), nullable=False)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"),
+            nullable=True, index=True)
+        trigger = sa.Column(sa.String(10), nullable=False, default="new")  # new/reply/both
+        match = sa.Column(sa.String(3), nullable=False, default="all")  # all/any
+        position = sa.Column(sa.Integer, nullable=False, default=0)
+        is_active = sa.Column(sa.Boolean, nullable=False, default=True)
+        stop_processing = sa.Column(sa.Boolean, nullable=False, default=False)
+        conditions = sa.Column(sa.JSON, nullable=False, default=list)
+        actions = sa.Column(sa.JSON, nullable=False, default=list)
+        # Round-robin pointer: the key (as text) of the agent who got the last ticket.
+        round_robin_last = sa.Column(sa.String(64), nullable=True)
+        created_by_id = user_fk()
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, onupdate=utcnow)
+
+        mailbox = relationship(InboxMailbox)
+
+    # --- Reports and customer satisfaction (issue 6, migration si0012) -------------------
+    # Reports count tickets by creation and closing date and replies by date: these indexes
+    # let them read only the range asked for.
+    sa.Index(f"ix_{t('ticket')}_created_at", InboxTicket.created_at)
+    sa.Index(f"ix_{t('ticket')}_closed_at", InboxTicket.closed_at)
+    sa.Index(f"ix_{t('message')}_kind_created", InboxMessage.kind, InboxMessage.created_at)
+
+    class InboxSatisfactionRating(Model):
+        """The customer's answer to "how did we do?" (one per ticket: a second click updates it)."""
+
+        __tablename__ = t("satisfaction_rating")
+        id = sa.Column(sa.Integer, primary_key=True)
+        ticket_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="CASCADE"), nullable=False,
+            unique=True)
+        # The closing reply whose links were used.
+        message_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('message')}.id", ondelete="SET NULL"), nullable=True)
+        rating = sa.Column(sa.String(10), nullable=False)  # great / okay / bad
+        comment = sa.Column(sa.Text, nullable=False, default="")
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        updated_at = sa.Column(sa.DateTime, nullable=False, default=utcnow, index=True)
+
+        ticket = relationship(InboxTicket, back_populates="satisfaction")
+
+    InboxTicket.satisfaction = relationship(
+        InboxSatisfactionRating, uselist=False, back_populates="ticket", passive_deletes=True)
+
+    class InboxReportDigest(Model):
+        """One row per weekly summary sent: the unique period makes it once per week even
+        when several workers run the job at the same moment."""
+
+        __tablename__ = t("report_digest")
+        id = sa.Column(sa.Integer, primary_key=True)
+        period = sa.Column(sa.String(20), nullable=False, unique=True)  # e.g. "2026-W47"
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    # -- collision safety: who is viewing or replying to a ticket (si0013) -------------------
+    class InboxPresence(Model):
+        """An agent's last heartbeat from a ticket's page: "viewing" or "replying".
+
+        One row per (ticket, agent), upserted by each heartbeat; rows older than a few
+        minutes mean nothing and are deleted by :mod:`shared_inbox.services.presence`.
+        """
+
+        __tablename__ = t("presence")
+        __table_args__ = (
+            sa.UniqueConstraint("ticket_id", "user_id"),
+            sa.Index(f"ix_{t('presence')}_last_seen", "last_seen"),
+        )
+        id = sa.Column(sa.Integer, primary_key=True)
+        ticket_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('ticket')}.id", ondelete="CASCADE"), nullable=False)
+        user_id = user_fk(nullable=False, ondelete="CASCADE", index=False)
+        state = sa.Column(sa.String(10), nullable=False, default="viewing")
+        last_seen = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+
+    # -- Business hours and SLA (si0011; services/business_hours.py, services/sla.py) --------
+    class InboxBusinessHoliday(Model):
+        """A day the team is away: for one mailbox, or for all (mailbox_id NULL)."""
+
+        __tablename__ = t("business_holiday")
+        __table_args__ = (sa.Index(f"ix_{t('business_holiday')}_mailbox_day", "mailbox_id",
+                                   "day"),)
+        id = sa.Column(sa.Integer, primary_key=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"), nullable=True)
+        day = sa.Column(sa.Date, nullable=False)
+        name = sa.Column(sa.String(120), nullable=False, default="")
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        mailbox = relationship(InboxMailbox)
+
+    class InboxSlaPolicy(Model):
+        """Targets (in business minutes) for the tickets it matches.
+
+        A policy matches on mailbox, priority and tag (NULL: any); the most specific match
+        wins (most criteria set), then the lowest position, then the oldest.
+        """
+
+        __tablename__ = t("sla_policy")
+        id = sa.Column(sa.Integer, primary_key=True)
+        name = sa.Column(sa.String(120), nullable=False)
+        position = sa.Column(sa.Integer, nullable=False, default=0)
+        is_active = sa.Column(sa.Boolean, nullable=False, default=True)
+        mailbox_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('mailbox')}.id", ondelete="CASCADE"), nullable=True,
+            index=True)
+        priority = sa.Column(sa.String(10), nullable=True)
+        tag_id = sa.Column(
+            sa.Integer, sa.ForeignKey(f"{t('tag')}.id", ondelete="CASCADE"), nullable=True,
+            index=True)
+        first_response_minutes = sa.Column(sa.Integer, nullable=True)
+        resolution_minutes = sa.Column(sa.Integer, nullable=True)
+        created_at = sa.Column(sa.DateTime, nullable=False, default=utcnow)
+        mailbox = relationship(InboxMailbox)
+        tag = relationship(InboxTag)
+
     ns = SimpleNamespace(
         db=db,
         user_model=user_model,
@@ -475,6 +718,16 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         SyncState=InboxSyncState,
         TicketRead=InboxTicketRead,
         Notification=InboxNotification,
+        BusinessHoliday=InboxBusinessHoliday,  # business hours and SLA (si0011)
+        SlaPolicy=InboxSlaPolicy,
+        SatisfactionRating=InboxSatisfactionRating,  # issue 6
+        ReportDigest=InboxReportDigest,  # issue 6
+        Rule=InboxRule,
+        Webhook=InboxWebhook,
+        WebhookDelivery=InboxWebhookDelivery,
+        WebformHit=InboxWebformHit,
+        AutoMail=InboxAutoMail,
+        Presence=InboxPresence,  # collision safety (si0013)
     )
     ns.tables = [
         m.__table__ if hasattr(m, "__table__") else m
@@ -482,6 +735,12 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
             InboxMailbox, InboxMailboxMember, InboxCustomer, InboxTag, InboxTicket,
             ticket_tags, InboxMessage, InboxAttachment, InboxSavedReply, InboxActivity,
             InboxFetchedUid, InboxSyncState, InboxTicketRead, InboxNotification,
+            InboxBusinessHoliday, InboxSlaPolicy,
+            InboxSatisfactionRating, InboxReportDigest,  # issue 6
+            InboxRule,
+            InboxWebhook, InboxWebhookDelivery,
+            InboxWebformHit, InboxAutoMail,
+            InboxPresence,
         )
     ]
     OWN_TABLE_NAMES.update(tbl.name for tbl in ns.tables)

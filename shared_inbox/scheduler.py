@@ -58,6 +58,61 @@ def automation_job(app: Flask) -> None:
             get_state(app).db.session.remove()
 
 
+def webhook_job(app: Flask) -> None:
+    """POST due outgoing webhook deliveries (services.webhooks: claims, retries)."""
+    from .services.webhooks import deliver_due
+
+    with app.app_context():
+        try:
+            stats = deliver_due()
+            if stats.delivered or stats.retry or stats.failed:
+                log.info("webhooks: %d delivered, %d to retry, %d failed",
+                         stats.delivered, stats.retry, stats.failed)
+        except Exception:
+            log.exception("webhook delivery failed")
+        finally:
+            get_state(app).db.session.remove()
+
+
+def weekly_summary_job(app: Flask) -> None:
+    """Last week's figures to the admins; the DB records the week, so once per week."""
+    from .services.reports import send_weekly_summary
+
+    with app.app_context():
+        try:
+            if cv("WEEKLY_SUMMARY", app) and send_weekly_summary(report_url=_report_url(app)):
+                log.info("weekly summary queued")
+        except Exception:
+            log.exception("weekly summary failed")
+        finally:
+            get_state(app).db.session.remove()
+
+
+def _report_url(app: Flask) -> str:
+    from flask import url_for
+
+    try:
+        return url_for(f"{get_state(app).blueprint_name}.reports", _external=True)
+    except Exception:  # no SERVER_NAME: the mail goes without the link
+        return ""
+
+
+def timers_job(app: Flask) -> None:
+    """SLA breach mail and auto-close of pending tickets (services/timers.py)."""
+    from .services.timers import run_timers
+
+    with app.app_context():
+        session = get_state(app).db.session
+        try:
+            run_timers()
+            session.commit()
+        except Exception:
+            session.rollback()
+            log.exception("timers job failed")
+        finally:
+            session.remove()
+
+
 def make_scheduler(app: Flask, *, blocking: bool = False):
     scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone="UTC")
     scheduler.add_job(
@@ -70,8 +125,14 @@ def make_scheduler(app: Flask, *, blocking: bool = False):
     )
     scheduler.add_job(wake_job, "interval", seconds=60, args=[app], id="wake",
                       max_instances=1, coalesce=True)
+    scheduler.add_job(webhook_job, "interval", seconds=cv("WEBHOOK_INTERVAL", app), args=[app],
+                      id="webhooks", max_instances=1, coalesce=True)
     scheduler.add_job(automation_job, "interval", seconds=cv("AUTOMATION_INTERVAL", app),
                       args=[app], id="automation", max_instances=1, coalesce=True)
+    scheduler.add_job(timers_job, "interval", seconds=cv("TIMERS_INTERVAL", app),
+                      args=[app], id="timers", max_instances=1, coalesce=True)
+    scheduler.add_job(weekly_summary_job, "interval", hours=1, args=[app], id="weekly_summary",
+                      max_instances=1, coalesce=True)
     return scheduler
 
 

@@ -558,6 +558,12 @@ def _classify(raw: bytes, parsed: ParsedMessage) -> Classification:
         if token in ("bulk", "list", "junk"):
             c.is_list = True
             reasons.append(f"{name}: {token}")
+    if not c.is_list:  # RFC 2369 list headers other than the two above
+        for name in ("list-post", "list-help", "list-subscribe", "list-owner", "list-archive"):
+            if header(name) is not None:
+                c.is_list = True
+                reasons.append(_title(name))
+                break
 
     # ---------------------------------------------------------------- suppression
     suppress = header("x-auto-response-suppress")

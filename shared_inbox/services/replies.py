@@ -213,6 +213,13 @@ def queue_reply(ticket, author, text: str, *, attachments=(), close: bool = Fals
     _store_attachments(message, uploads)
     session.add(message)
     session.flush()
+    if close:  # satisfaction rating links (issue 6): only in the closing reply, when enabled
+        from .satisfaction import rating_request_text
+
+        rating_request = rating_request_text(ticket, message)
+        if rating_request:
+            message.body_text = _with_signature(text.rstrip() + "\n\n" + rating_request, mailbox)
+            message.headers = dict(message.headers, _rating_request=True)
     refresh_summary(ticket)
     ticket.last_outbound_at = now
     ticket.last_message_at = now

@@ -68,7 +68,15 @@ def add_tag(ticket, name, actor=None):
         return tag, False
     ticket.tags.append(tag)
     record_activity(ticket, "tag_added", actor, tag=tag.name)
+    _sla_reevaluate(ticket)
     return tag, True
+
+
+def _sla_reevaluate(ticket) -> None:
+    """An SLA policy may match on the tag (si0011)."""
+    from .sla import reevaluate
+
+    reevaluate(ticket)
 
 
 def remove_tag(ticket, tag, actor=None) -> bool:
@@ -76,6 +84,7 @@ def remove_tag(ticket, tag, actor=None) -> bool:
         return False
     ticket.tags.remove(tag)
     record_activity(ticket, "tag_removed", actor, tag=tag.name)
+    _sla_reevaluate(ticket)
     return True
 
 

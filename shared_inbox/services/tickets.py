@@ -29,6 +29,9 @@ def change_status(ticket, status: str, actor=None) -> bool:
     if status != "open":
         ticket.snoozed_until = None
     record_activity(ticket, "status", actor, old=old, new=status)
+    from .sla import refresh_due  # SLA: closing meets the resolution target (si0011)
+
+    refresh_due(ticket)
     signals.send(signals.status_changed, ticket=ticket, actor=actor, old=old, new=status)
     return True
 

@@ -54,10 +54,10 @@ def create_blueprint(name: str) -> Blueprint:
             }
         }
 
-    from . import (autoreplies, customers, inbox, replies, reports, rules, saved_replies,
-                   service_levels, settings, tags, tickets, webhooks)
+    from . import (autoreplies, customers, inbox, presence, replies, reports, rules,
+                   saved_replies, service_levels, settings, tags, tickets, webhooks)
 
     for module in (inbox, tickets, replies, settings, saved_replies, tags, customers, webhooks,
-                   rules, autoreplies, service_levels, reports):
+                   rules, autoreplies, service_levels, reports, presence):
         module.register(bp)
     return bp

@@ -38,7 +38,8 @@ FOLDERS = [
     ("spam", "Spam"),
 ]
 
-SORTS = [("newest", "Newest"), ("oldest", "Oldest"), ("waiting", "Waiting longest")]
+SORTS = [("newest", "Newest"), ("oldest", "Oldest"), ("waiting", "Waiting longest"),
+         ("due", "Due soonest")]
 
 BULK_STATUSES = ("open", "pending", "closed")
 
@@ -220,6 +221,14 @@ def _is_waiting(t) -> bool:
 # order is total and a keyset cursor (the last row's key) resumes exactly after it.
 
 def sort_keys(sort: str, m):
+    if sort == "due":
+        # SLA (si0011): tickets with a due time first, soonest (most overdue) first; then
+        # the others, least recently active first.
+        return [
+            (sa.case((m.Ticket.sla_due_at.is_(None), 1), else_=0), True),
+            (sa.func.coalesce(m.Ticket.sla_due_at, m.Ticket.last_message_at), True),
+            (m.Ticket.id, True),
+        ]
     if sort == "oldest":
         return [(m.Ticket.last_message_at, True), (m.Ticket.id, True)]
     if sort == "waiting":
@@ -234,6 +243,9 @@ def sort_keys(sort: str, m):
 
 
 def cursor_of(sort: str, t) -> str:
+    if sort == "due":
+        no_due = t.sla_due_at is None
+        return f"{int(no_due)}_{(t.last_message_at if no_due else t.sla_due_at).isoformat()}_{t.id}"
     if sort == "waiting":
         waiting = _is_waiting(t)
         stamp = t.last_inbound_at if waiting else t.last_message_at
@@ -246,7 +258,7 @@ def parse_cursor(sort: str, value: str | None):
     if not value:
         return None
     try:
-        if sort == "waiting":
+        if sort in ("waiting", "due"):
             flag, stamp, ticket_id = value.split("_")
             if flag not in ("0", "1"):
                 raise ValueError(flag)
@@ -267,6 +279,13 @@ def after_cursor(keys, values):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+def sla_badge(ticket, now):
+    """(state, text) of the SLA badge on a row: ("soon", "due in 45 min"), or (None, "")."""
+    from ..services import sla
+
+    return sla.sla_state(ticket, now), sla.describe_due(ticket, now)
+
 
 def parse_user_id(value):
     """A user id from a form/query string, typed like the host's key; None if invalid."""
@@ -389,6 +408,15 @@ def register(bp):
                     .order_by(T.last_message_at, T.id).limit(page_size + 1).subquery())
             halves = sa.union_all(sa.select(first.c.id), sa.select(then.c.id)).subquery()
             where = [T.id.in_(sa.select(halves.c.id))]
+        elif sort == "due":
+            # The same in two halves: due tickets walk ix_..._status_sla_due (si0011).
+            T = m.Ticket
+            first = (sa.select(T.id).where(*where, T.sla_due_at.isnot(None))
+                     .order_by(T.sla_due_at, T.id).limit(page_size + 1).subquery())
+            then = (sa.select(T.id).where(*where, T.sla_due_at.is_(None))
+                    .order_by(T.last_message_at, T.id).limit(page_size + 1).subquery())
+            halves = sa.union_all(sa.select(first.c.id), sa.select(then.c.id)).subquery()
+            where = [T.id.in_(sa.select(halves.c.id))]
         query = (
             sa.select(m.Ticket).where(*where)
             .options(sa.orm.selectinload(m.Ticket.customer), sa.orm.selectinload(m.Ticket.tags),
@@ -411,6 +439,7 @@ def register(bp):
             mailbox_names=mailbox_names, mailbox_id=mailbox_id, filters=f, sorts=SORTS,
             statuses=STATUSES, bulk_statuses=BULK_STATUSES, tags=tags, agents=agents,
             unread=unread, next_cursor=next_cursor, now=now, me=me,
+            sla_badge=lambda t: sla_badge(t, now),
             list_url=lambda **changes: list_url(bp.name, f, **changes),
             return_to=request.full_path,
         )

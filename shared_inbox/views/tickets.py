@@ -12,9 +12,11 @@ from flask import (
 from flask_login import current_user
 
 from ..access import can_see_mailbox, get_ticket_or_404, user_id
+from ..config import cv
 from ..extension import get_state
 from ..mail.sanitize import sanitize_html
 from ..models import STATUSES, utcnow
+from ..services import presence
 from ..services.saved_replies import rendered_saved_replies
 from . import CONTENT_SECURITY_POLICY
 from ..services.reading import mark_read
@@ -106,6 +108,10 @@ def register(bp):
                 for msg in messages}
         remote_images = {msg.id for msg in messages if has_remote_images(msg)}
         me = _me()
+        if request.headers.get("X-Requested-With") != "fetch":
+            # Collision safety: others see this agent at once. Not for the page an in-place
+            # action fetches (inbox.js): that would reset "replying" while a draft is open.
+            presence.heartbeat(t, me)
         mark_read(t, me)
         agents = assignable_agents(t.mailbox)
         response = make_response(render_template(
@@ -115,6 +121,7 @@ def register(bp):
             agents=agents, agent_ids=[user_id(a) for a in agents], me_id=user_id(me),
             user_id=user_id,
             previous=previous_conversations(t), saved_replies=rendered_saved_replies(t, me),
+            presence_others=presence.others(t, me), presence_interval=cv("PRESENCE_INTERVAL"),
             newest_message_id=max((msg.id for msg in messages), default=0),
             merged_into=state.db.session.get(m.Ticket, t.merged_into_id)
             if t.merged_into_id else None,

@@ -3,10 +3,10 @@
 Revision ID: si0008
 Revises: si0007
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
-from shared_inbox.migrations.support import t, user_fk_column  # noqa: F401
+from shared_inbox.migrations.support import t
 
 revision = "si0008"
 down_revision = "si0007"
@@ -15,8 +15,16 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    op.create_table(
+        t("webform_hit"),
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ip", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_" + t("webform_hit_ip_created"), t("webform_hit"), ["ip", "created_at"])
 
 
 def downgrade():
-    pass
+    op.drop_index("ix_" + t("webform_hit_ip_created"), t("webform_hit"))
+    op.drop_table(t("webform_hit"))

@@ -27,6 +27,12 @@
     var search = document.getElementById("si-q");
     if (!rows.length && !search) { return; }
     var current = -1;
+    // An in-place bulk action replaces the list: start again from its new rows.
+    document.addEventListener("si:replaced", function () {
+      rows = Array.prototype.slice.call(document.querySelectorAll("tr.si-ticket-row"));
+      search = document.getElementById("si-q");
+      current = -1;
+    });
     function select(i) {
       if (!rows.length) { return; }
       i = Math.max(0, Math.min(rows.length - 1, i));
@@ -61,10 +67,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     var reply = document.getElementById("si-reply-text");
     var note = document.getElementById("si-note-text");
-    var assignee = document.getElementById("si-assignee");
-    var statusForm = document.getElementById("si-status-form");
-    var status = document.getElementById("si-status");
-    if (!reply && !note && !assignee && !statusForm) { return; }
+    if (!reply && !note && !document.getElementById("si-assignee") &&
+        !document.getElementById("si-status-form")) { return; }
     function focusField(el, e) {
       if (!el) { return; }
       e.preventDefault();
@@ -78,8 +82,12 @@
           /^(INPUT|TEXTAREA|SELECT|BUTTON)$/.test(tag) || (t && t.isContentEditable)) { return; }
       if (e.key === "r") { focusField(reply, e); }
       else if (e.key === "n") { focusField(note, e); }
-      else if (e.key === "a") { focusField(assignee, e); }
-      else if (e.key === "e" && statusForm && status) {
+      else if (e.key === "a") { focusField(document.getElementById("si-assignee"), e); }
+      else if (e.key === "e") {
+        // Looked up now: an in-place action may have replaced the sidebar since load.
+        var statusForm = document.getElementById("si-status-form");
+        var status = document.getElementById("si-status");
+        if (!statusForm || !status) { return; }
         var closed = status.querySelector("option[value=closed]");
         if (!closed || status.value === "closed") { return; }
         e.preventDefault();
@@ -168,5 +176,98 @@
     button.addEventListener("click", insert);
     picker.hidden = false;
     load();
+  });
+})();
+
+// In-place actions: a form marked data-si-inplace (assign, tags, status, snooze on a ticket;
+// bulk actions in the list) is posted with fetch instead of loading a new page. The server
+// answers as it always does (redirect to the page, flash message); we take the regions marked
+// data-si-region from that page, swap them into this one, and announce its flash messages in
+// the aria-live region #si-live. Without JavaScript the same forms post and redirect.
+(function () {
+  "use strict";
+  if (!window.fetch || !window.DOMParser || !window.FormData) { return; }
+  var busy = false;
+
+  function announce(messages) {
+    var live = document.getElementById("si-live");
+    if (!live) { return; }
+    while (live.firstChild) { live.removeChild(live.firstChild); }
+    messages.forEach(function (m) {
+      var p = document.createElement("p");
+      p.className = "si-flash si-flash-" + m.category;
+      p.textContent = m.text;
+      live.appendChild(p);
+    });
+  }
+
+  function swapRegions(doc) {
+    var swapped = 0;
+    document.querySelectorAll("[data-si-region]").forEach(function (old) {
+      var fresh = old.id && doc.getElementById(old.id);
+      if (fresh) {
+        old.parentNode.replaceChild(document.importNode(fresh, true), old);
+        swapped += 1;
+      }
+    });
+    return swapped;
+  }
+
+  function refocus(form, focusId, focusName) {
+    // Keyboard users stay where they were: the same control if it still exists, else the
+    // first control of the region the form was in.
+    var target = (focusId && document.getElementById(focusId)) || null;
+    if (!target && focusName) {
+      var region = document.getElementById(focusName);
+      if (region) { target = region.querySelector("select, input:not([type=hidden]), button"); }
+    }
+    if (target && target.focus) { target.focus({ preventScroll: true }); }
+  }
+
+  document.addEventListener("submit", function (e) {
+    var form = e.target;
+    if (!form || !form.hasAttribute || !form.hasAttribute("data-si-inplace") || e.defaultPrevented) {
+      return;
+    }
+    e.preventDefault();
+    if (busy) { return; }
+    busy = true;
+    var body = new FormData(form);
+    if (e.submitter && e.submitter.name) { body.append(e.submitter.name, e.submitter.value); }
+    var active = document.activeElement;
+    var focusId = active && active.id && form.contains(active) ? active.id : null;
+    var region = form.closest("[data-si-region]");
+    var regionId = region ? region.id : null;
+    form.setAttribute("aria-busy", "true");
+    // getAttribute: a control named "action" (the bulk form has one) shadows form.action.
+    fetch(form.getAttribute("action") || window.location.href, {
+      method: "POST", body: body, credentials: "same-origin",
+      headers: { "Accept": "text/html", "X-Requested-With": "fetch" }
+    }).then(function (r) {
+      return r.text().then(function (html) { return { ok: r.ok, status: r.status, html: html }; });
+    }).then(function (res) {
+      var doc = new DOMParser().parseFromString(res.html, "text/html");
+      var flashes = [];
+      doc.querySelectorAll(".si-app > p.si-flash[role=status]").forEach(function (p) {
+        var category = (p.className.match(/si-flash-(\w+)/) || [])[1] || "info";
+        flashes.push({ category: category, text: p.textContent.trim() });
+      });
+      if (!res.ok) {
+        flashes.push({ category: "error", text: "That did not work (HTTP " + res.status + "). " +
+          "Reload the page and try again." });
+      } else if (!swapRegions(doc)) {
+        // The answer is another page (e.g. the ticket was merged): go there.
+        window.location.reload();
+        return;
+      }
+      announce(flashes);
+      refocus(form, focusId, regionId);
+      document.dispatchEvent(new CustomEvent("si:replaced"));
+    }).catch(function () {
+      announce([{ category: "error", text: "The server could not be reached; nothing changed. Try again." }]);
+    }).then(function () {
+      busy = false;
+      form.removeAttribute("aria-busy");
+    });
   });
 })();

@@ -1,0 +1,34 @@
+"""Collision safety: who is viewing or replying to a ticket right now.
+
+Revision ID: si0013
+Revises: si0012
+"""
+import sqlalchemy as sa
+from alembic import op
+
+from shared_inbox.migrations.support import t, user_fk_column
+
+revision = "si0013"
+down_revision = "si0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        t("presence"),
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("ticket_id", sa.Integer(), nullable=False),
+        user_fk_column("user_id", nullable=False, ondelete="CASCADE"),
+        sa.Column("state", sa.String(10), nullable=False),
+        sa.Column("last_seen", sa.DateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["ticket_id"], [t("ticket") + ".id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("ticket_id", "user_id"),
+    )
+    op.create_index("ix_" + t("presence_last_seen"), t("presence"), ["last_seen"])
+
+
+def downgrade():
+    op.drop_index("ix_" + t("presence_last_seen"), t("presence"))
+    op.drop_table(t("presence"))

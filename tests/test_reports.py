@@ -1,0 +1,328 @@
+"""Reports: figures over seeded tickets with known timestamps, checked against hand-worked
+values (business hours across nights and weekends), the page, CSV exports, access, and the
+weekly summary sent once per week."""
+import csv
+import io
+import threading
+from datetime import date, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from shared_inbox.services.reports import compute_report, percentile, send_weekly_summary
+
+CSRF = "test-csrf-token"
+MON = date(2026, 3, 2)   # a Monday
+SUN = date(2026, 3, 8)
+NOW = datetime(2026, 3, 10, 12, 0)
+OFFICE = {str(d): [["09:00", "17:00"]] for d in range(5)}  # Mon-Fri 09:00-17:00 UTC
+
+
+def at(day, hh, mm=0, month=3):
+    return datetime(2026, month, day, hh, mm)
+
+
+def seed(host):
+    """Support (office hours, Ada) and sales (always open, Ben); the tickets of the docstring
+    table below. Returns ids."""
+    ada = host.add_user("ada@x.test", name="Ada")
+    ben = host.add_user("ben@x.test", name="Ben")
+    boss = host.add_user("boss@x.test", role="admin", name="Boss")
+    with host.app.app_context():
+        m = host.inbox.models
+        s = host.db.session
+        support = m.Mailbox(name="Support", email_address="support@x.test", timezone="UTC",
+                            business_hours=OFFICE)
+        sales = m.Mailbox(name="Sales", email_address="sales@x.test")
+        vip, refund = m.Tag(name="vip"), m.Tag(name="refund")
+        s.add_all([support, sales, vip, refund])
+        s.flush()
+        s.add_all([m.MailboxMember(mailbox_id=support.id, user_id=ada),
+                   m.MailboxMember(mailbox_id=sales.id, user_id=ben)])
+        customer = m.Customer(email="cus@example.org", name="Cus")
+        s.add(customer)
+        s.flush()
+        ids = {}
+
+        def ticket(key, mailbox, assignee, created, *, first=None, closed=None, status=None,
+                   tags=(), replies=(), fr_due=None, res_due=None, rating=None, waiting=False,
+                   **extra):
+            t = m.Ticket(mailbox_id=mailbox.id, customer_id=customer.id, subject=f"T {key}",
+                         assignee_id=assignee, created_at=created, last_message_at=created,
+                         first_response_at=first, closed_at=closed,
+                         status=status or ("closed" if closed else "pending"),
+                         first_response_due_at=fr_due, resolution_due_at=res_due,
+                         last_inbound_at=created,
+                         last_outbound_at=None if waiting else (first or None), **extra)
+            t.tags = list(tags)
+            s.add(t)
+            s.flush()
+            s.add(m.Message(ticket_id=t.id, mailbox_id=mailbox.id, kind="inbound",
+                            from_email=customer.email, date=created, created_at=created))
+            for author, when in replies:
+                s.add(m.Message(ticket_id=t.id, mailbox_id=mailbox.id, kind="outbound",
+                                author_id=author, date=when, created_at=when,
+                                thread_reason="reply by an agent"))
+            if rating:
+                s.add(m.SatisfactionRating(ticket_id=t.id, rating=rating[0], comment="",
+                                           created_at=rating[1], updated_at=rating[1]))
+            ids[key] = t.id
+            return t
+
+        # T1: Mon 10:00 -> answered 10:30 -> closed 12:00 with one reply (first contact).
+        t1 = ticket("T1", support, ada, at(2, 10), first=at(2, 10, 30), closed=at(2, 12),
+                    tags=[vip], replies=[(ada, at(2, 10, 30))], fr_due=at(2, 11),
+                    res_due=at(2, 11, 30), rating=("great", at(2, 13)))
+        # T2: Thu 16:30 -> answered Fri 09:30 (overnight: 1 business hour, 17 wall hours),
+        # closed Fri 10:00 after two replies.
+        ticket("T2", support, ada, at(5, 16, 30), first=at(6, 9, 30), closed=at(6, 10),
+               replies=[(ada, at(6, 9, 30)), (ada, at(6, 9, 50))], fr_due=at(6, 9),
+               rating=("great", at(6, 11)))
+        # T3: Saturday 11:00, unassigned, answered the next Monday 09:15 (outside the range):
+        # 15 business minutes over the weekend.
+        ticket("T3", support, None, at(7, 11), first=at(9, 9, 15), tags=[vip, refund],
+               replies=[(ada, at(9, 9, 15))], fr_due=at(20, 9))
+        # T4: sales (no hours), Fri 22:00 -> Sat 01:00 -> closed Sun 22:00, one reply.
+        ticket("T4", sales, ben, at(6, 22), first=at(7, 1), closed=at(8, 22), tags=[refund],
+               replies=[(ben, at(7, 1))], res_due=at(9, 22), rating=("bad", at(8, 23)))
+        # T5: sales, Tue 09:00, never answered: waiting; its first-response target has passed.
+        ticket("T5", sales, ben, at(3, 9), status="open", waiting=True, fr_due=at(3, 10),
+               res_due=datetime(2099, 1, 1))
+        # T6: created two weeks before, closed Wed 12:00 without a reply: 64 business hours.
+        ticket("T6", support, ada, at(20, 12, month=2), closed=at(4, 12),
+               rating=("okay", at(28, 12, month=2)))
+        # Left out: spam, a merged ticket, one after the range, a snoozed waiting one.
+        ticket("spam", sales, ben, at(3, 12), status="spam", replies=[(ben, at(3, 13))])
+        ticket("merged", support, ada, at(3, 12), first=at(3, 13), merged_into_id=t1.id)
+        ticket("later", sales, ben, at(9, 12))
+        ticket("snoozed", sales, ben, at(1, 12, month=2), status="open", waiting=True,
+               snoozed_until=datetime(2027, 1, 1))
+        # Not agent replies: a forward and an automatic reply, inside the range.
+        s.add(m.Message(ticket_id=t1.id, mailbox_id=support.id, kind="outbound", author_id=ada,
+                        created_at=at(2, 11), thread_reason="forwarded to x@y.test"))
+        s.add(m.Message(ticket_id=t1.id, mailbox_id=support.id, kind="outbound",
+                        created_at=at(2, 10, 1), thread_reason="auto-reply"))
+        s.commit()
+        ids.update(support=support.id, sales=sales.id, vip=vip.id, refund=refund.id)
+    ids.update(ada=ada, ben=ben, boss=boss)
+    return ids
+
+
+def report(host, **kw):
+    with host.app.app_context():
+        try:
+            return compute_report(MON, SUN, now=NOW, **kw)
+        finally:
+            host.db.session.remove()
+
+
+def by_label(figures):
+    return {f.label: f for f in figures}
+
+
+def test_percentiles_interpolate_between_the_nearest_values():
+    assert percentile([], 0.5) is None
+    assert percentile([10, 1, 3, 2], 0.5) == 2.5
+    assert percentile([900, 1800, 3600, 10800], 0.9) == pytest.approx(8640)
+    assert percentile([7], 0.9) == 7
+
+
+def test_figures_match_the_hand_worked_values_with_business_hours(host):
+    seed(host)
+    r = report(host)
+    t = r.total
+    assert r.business_hours
+    assert (t.new, t.closed, t.replies, t.waiting) == (5, 4, 4, 1)
+    # First response in business seconds: T1 1800, T2 3600 (16:30-17:00 + 09:00-09:30),
+    # T3 900 (weekend skipped), T4 10800 (sales has no hours: wall clock).
+    assert sorted(t.first_response) == [900, 1800, 3600, 10800]
+    assert t.first_response_median == 2700
+    assert t.first_response_p90 == pytest.approx(8640)
+    # Resolution: T1 7200, T2 5400 (30 min Thu + 60 min Fri), T4 172800 (wall),
+    # T6 64 business hours (Fri 5 h + 5 x 8 h + Mon, Tue 16 h + Wed 3 h).
+    assert sorted(t.resolution) == [5400, 7200, 172800, 230400]
+    assert t.resolution_median == 90000
+    assert t.resolution_p90 == pytest.approx(213120)
+    assert t.fcr_rate == 0.5  # T1 and T4 of the 4 closed
+    # SLA: T1 first response met, T1 resolution missed, T2 missed, T3 met (answered later but
+    # before its due time), T4 resolution met, T5 first response missed; T5 resolution still
+    # running is not counted.
+    assert (t.sla_met, t.sla_decided) == (3, 6)
+    # CSAT: T1 great, T2 great, T4 bad in the range; T6's rating is older.
+    assert (t.ratings["great"], t.ratings["bad"], t.ratings["okay"]) == (2, 1, 0)
+    assert t.csat == pytest.approx(2 / 3)
+
+    mb = by_label(r.by_mailbox)
+    assert (mb["Support"].new, mb["Support"].closed, mb["Support"].replies) == (3, 3, 3)
+    assert mb["Support"].first_response_median == 1800
+    assert mb["Support"].first_response_p90 == pytest.approx(3240)
+    assert mb["Support"].resolution_median == 7200
+    assert mb["Support"].resolution_p90 == pytest.approx(185760)
+    assert mb["Support"].fcr_rate == pytest.approx(1 / 3)
+    assert (mb["Sales"].new, mb["Sales"].closed, mb["Sales"].replies, mb["Sales"].waiting) == \
+        (2, 1, 1, 1)
+    assert mb["Sales"].fcr_rate == 1.0 and mb["Sales"].csat == 0.0
+
+    ag = by_label(r.by_agent)
+    assert list(ag) == ["Ada", "Ben", "Unassigned"]
+    assert (ag["Ada"].new, ag["Ada"].closed, ag["Ada"].replies) == (2, 3, 3)
+    assert ag["Ada"].first_response_median == 2700
+    assert (ag["Ben"].new, ag["Ben"].closed, ag["Ben"].replies, ag["Ben"].waiting) == (2, 1, 1, 1)
+    assert (ag["Unassigned"].new, ag["Unassigned"].first_response) == (1, [900])
+
+    tg = by_label(r.by_tag)
+    assert (tg["vip"].new, tg["vip"].closed, tg["vip"].first_response_median) == (2, 1, 1350)
+    assert (tg["refund"].new, tg["refund"].closed, tg["refund"].first_response_median) == \
+        (2, 1, 5850)
+    assert tg["vip"].replies == 1 and tg["refund"].replies == 1
+
+    per_day = {d.day: (d.new, d.closed) for d in r.days}
+    assert per_day == {date(2026, 3, 2): (1, 1), date(2026, 3, 3): (1, 0),
+                       date(2026, 3, 4): (0, 1), date(2026, 3, 5): (1, 0),
+                       date(2026, 3, 6): (1, 1), date(2026, 3, 7): (1, 0),
+                       date(2026, 3, 8): (0, 1)}
+    assert r.days[0].first_response_median == 1800
+    assert r.heatmap[0][10] == 1 and r.heatmap[5][11] == 1 and sum(map(sum, r.heatmap)) == 5
+
+
+def test_without_business_hours_nights_and_weekends_count(host):
+    ids = seed(host)
+    with host.app.app_context():
+        host.db.session.get(host.inbox.models.Mailbox, ids["support"]).business_hours = None
+        host.db.session.commit()
+    r = report(host)
+    assert not r.business_hours
+    # T2 waited 17 hours overnight, T3 46 h 15 min over the weekend.
+    assert sorted(r.total.first_response) == [1800, 10800, 61200, 166500]
+    assert r.total.first_response_median == 36000
+
+
+def test_an_agent_sees_only_their_own_figures(host):
+    ids = seed(host)
+    r = report(host, agent_id=ids["ada"], mailbox_ids={ids["support"]})
+    assert (r.total.new, r.total.closed, r.total.replies, r.total.waiting) == (2, 3, 3, 0)
+    assert [f.label for f in r.by_agent] == ["Ada"]
+    assert [f.label for f in r.by_mailbox] == ["Support"]
+
+
+def client_for(host, uid):
+    client = host.app.test_client()
+    host.login(client, uid)
+    with client.session_transaction() as sess:
+        sess["_shared_inbox_csrf"] = CSRF
+    return client
+
+
+def kpi(page, name):
+    return page.split(f'id="si-kpi-{name}">')[1].split("<")[0]
+
+
+def test_the_page_shows_figures_and_svg_charts_and_agents_see_their_own(host):
+    ids = seed(host)
+    url = "/support/reports?start=2026-03-02&end=2026-03-08"
+    assert host.app.test_client().get(url).status_code == 302  # login first
+    shopper = host.add_user("shop@x.test", role="customer")
+    assert client_for(host, shopper).get(url).status_code == 403
+
+    page = client_for(host, ids["boss"]).get(url).get_data(as_text=True)
+    assert (kpi(page, "new"), kpi(page, "closed"), kpi(page, "replies")) == ("5", "4", "4")
+    assert kpi(page, "frt") == "45 min" and kpi(page, "fcr") == "50%"
+    assert kpi(page, "sla") == "50%" and kpi(page, "csat") == "67%"
+    assert page.count("<svg") == 3 and "<script>" not in page.split("</head>")[1]
+    assert ">Ben</th>" in page and ">refund</th>" in page
+
+    page = client_for(host, ids["ada"]).get(url).get_data(as_text=True)
+    assert kpi(page, "new") == "2" and ">Ben</th>" not in page and "Your own figures" in page
+    # Ada may not pick a mailbox she is not a member of: it reports nothing.
+    page = client_for(host, ids["ada"]).get(url + f"&mailbox={ids['sales']}").get_data(as_text=True)
+    assert kpi(page, "new") == "0"
+
+
+def test_bad_dates_are_shown_beside_the_field_and_kept(host):
+    ids = seed(host)
+    r = client_for(host, ids["boss"]).get("/support/reports?start=2026-13-01&end=2026-03-08")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400 and "enter a date as YYYY-MM-DD" in page
+    assert 'value="2026-13-01"' in page
+    r = client_for(host, ids["boss"]).get("/support/reports?start=2026-03-08&end=2026-03-01")
+    assert r.status_code == 400 and "before the start" in r.get_data(as_text=True)
+
+
+def test_csv_exports_the_figures_and_the_tickets(host):
+    ids = seed(host)
+    with host.app.app_context():
+        t = host.db.session.get(host.inbox.models.Ticket, ids["T1"])
+        t.subject = "=HYPERLINK(\"http://evil\")"
+        host.db.session.commit()
+    boss = client_for(host, ids["boss"])
+    r = boss.get("/support/reports/figures.csv?start=2026-03-02&end=2026-03-08")
+    assert r.mimetype == "text/csv" and "attachment" in r.headers["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    first = rows[0]
+    assert (first["group"], first["new"], first["closed"], first["replies_sent"]) == \
+        ("all", "5", "4", "4")
+    assert first["first_response_median_seconds"] == "2700"
+    assert first["first_contact_resolution"] == "0.5" and first["csat"] == "0.6667"
+    assert {(r["group"], r["name"]) for r in rows} >= {("mailbox", "Support"), ("agent", "Ben"),
+                                                       ("tag", "vip")}
+    r = boss.get("/support/reports/tickets.csv?start=2026-03-02&end=2026-03-08")
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert [int(x["id"]) for x in rows] == sorted(ids[k] for k in ("T1", "T2", "T3", "T4", "T5", "T6"))
+    t1 = next(x for x in rows if int(x["id"]) == ids["T1"])
+    assert t1["subject"].startswith("'=")  # no formula for the spreadsheet to run
+    assert (t1["first_response_seconds"], t1["rating"], t1["tags"]) == ("1800", "great", "vip")
+    # An agent's export holds only their tickets.
+    r = client_for(host, ids["ben"]).get("/support/reports/tickets.csv?start=2026-03-02&end=2026-03-08")
+    assert {int(x["id"]) for x in csv.DictReader(io.StringIO(r.get_data(as_text=True)))} == \
+        {ids["T4"], ids["T5"]}
+
+
+def notifications(host):
+    with host.app.app_context():
+        rows = host.db.session.scalars(sa.select(host.inbox.models.Notification)).all()
+        out = [(n.reason, n.subject, n.to, n.body_text, n.body_html) for n in rows]
+        host.db.session.remove()
+        return out
+
+
+def test_weekly_summary_goes_to_the_admins_once_per_week_even_from_several_workers(host):
+    seed(host)
+    monday_after = datetime(2026, 3, 9, 6, 0)
+    results = []
+
+    def worker():
+        with host.app.app_context():
+            try:
+                results.append(send_weekly_summary(monday_after))
+            finally:
+                host.db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(results) == [False, False, False, True]
+    sent = notifications(host)
+    assert len(sent) == 1
+    reason, subject, to, text, html = sent[0]
+    assert reason == "weekly_summary" and subject == "Support summary for 2026-W10"
+    assert to == [["Boss", "boss@x.test"]]
+    assert "New tickets: 5" in text and "Closed tickets: 4" in text and "Support:" in text
+    assert "<table" in html
+    # Later in the same week: nothing more; the next week: the next summary.
+    with host.app.app_context():
+        assert send_weekly_summary(datetime(2026, 3, 12, 6, 0)) is False
+        assert send_weekly_summary(datetime(2026, 3, 16, 6, 0)) is True
+    assert [s[1] for s in notifications(host)] == ["Support summary for 2026-W10",
+                                                    "Support summary for 2026-W11"]
+
+
+def test_the_worker_job_sends_the_summary_once(host):
+    from shared_inbox.scheduler import make_scheduler, weekly_summary_job
+
+    seed(host)
+    assert "weekly_summary" in {j.id for j in make_scheduler(host.app).get_jobs()}
+    weekly_summary_job(host.app)
+    weekly_summary_job(host.app)
+    assert len(notifications(host)) == 1
