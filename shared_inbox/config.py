@@ -34,6 +34,7 @@ DEFAULTS: dict[str, object] = {
     "POLL_INTERVAL": 60,
     "FETCH_BATCH_SIZE": 50,
     "MAX_MESSAGE_SIZE": 25 * 1024 * 1024,
+    "LARGE_PART_SIZE": 1024 * 1024,  # large MIME parts streamed to storage
     "IMAP_TIMEOUT": 30,
     "LEASE_SECONDS": 300,
     "ATTACHMENT_STORAGE": "filesystem",
@@ -103,6 +104,9 @@ DOCS: dict[str, str] = {
     "POLL_INTERVAL": "Seconds between two polls of a mailbox.",
     "FETCH_BATCH_SIZE": "Messages fetched per IMAP FETCH command.",
     "MAX_MESSAGE_SIZE": "Messages larger than this (bytes) are recorded as a flagged placeholder.",
+    "LARGE_PART_SIZE": "Base64 attachments whose encoded body is larger than this (bytes) "
+    "are decoded straight into storage while ingesting, never held whole in memory. "
+    "`0` turns it off.",
     "IMAP_TIMEOUT": "Socket timeout (seconds) for IMAP and SMTP connections.",
     "LEASE_SECONDS": "How long one poller holds a mailbox before another may take it over.",
     "ATTACHMENT_STORAGE": "`filesystem`, or an object with `put`, `get` and `delete`.",

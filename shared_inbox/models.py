@@ -608,7 +608,15 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
     # let them read only the range asked for.
     sa.Index(f"ix_{t('ticket')}_created_at", InboxTicket.created_at)
     sa.Index(f"ix_{t('ticket')}_closed_at", InboxTicket.closed_at)
-    sa.Index(f"ix_{t('message')}_kind_created", InboxMessage.kind, InboxMessage.created_at)
+    # Agent replies only (partial indexes: inbound mail is not indexed, so ingestion pays
+    # nothing); both cover their query, which then never reads the message rows.
+    _outbound = sa.text("kind = 'outbound'")
+    sa.Index(f"ix_{t('message')}_outbound_created", InboxMessage.created_at,
+             InboxMessage.ticket_id, InboxMessage.mailbox_id, InboxMessage.author_id,
+             InboxMessage.thread_reason, sqlite_where=_outbound, postgresql_where=_outbound)
+    sa.Index(f"ix_{t('message')}_outbound_ticket", InboxMessage.ticket_id,
+             InboxMessage.author_id, InboxMessage.thread_reason, sqlite_where=_outbound,
+             postgresql_where=_outbound)
 
     class InboxSatisfactionRating(Model):
         """The customer's answer to "how did we do?" (one per ticket: a second click updates it)."""

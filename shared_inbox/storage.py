@@ -61,6 +61,39 @@ class FilesystemStorage:
                 raise
         return key
 
+    def put_stream(self, chunks, *, kind: str, suffix: str = "") -> tuple[str, int, str]:
+        """Like :meth:`put` for bytes that arrive in pieces (a large attachment decoded as
+        it is read), so they are never whole in memory: hashed while written to a temporary
+        file, fsynced, then renamed to their content address.  Returns ``(key, size,
+        sha256 hex)``.  If ``chunks`` raises, nothing is left behind."""
+        base = self._path(kind)
+        os.makedirs(base, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=base, prefix=".partial-")
+        digest, size = hashlib.sha256(), 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    size += len(chunk)
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            hexdigest = digest.hexdigest()
+            key = f"{kind}/{hexdigest[:2]}/{hexdigest}{suffix}"
+            path = self._path(key)
+            if os.path.exists(path):
+                os.remove(tmp)
+            else:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+            raise
+        return key, size, hexdigest
+
     def get(self, key: str) -> bytes:
         with open(self._path(key), "rb") as fh:
             return fh.read()

@@ -382,6 +382,23 @@ def test_a_failing_action_is_noted_and_the_others_still_run(host, world):
     assert run.endswith("tagged after, could not notify webhook: the webhook no longer exists")
 
 
+def test_a_disabled_webhook_is_not_notified(host, world, hook_server):
+    with host.app.app_context():
+        m = host.inbox.models
+        hook = m.Webhook(name="Old CRM", url=f"http://127.0.0.1:{hook_server.server_port}/",
+                         events=[], is_active=False)
+        host.db.session.add(hook)
+        host.db.session.commit()
+        hook_id = hook.id
+    add_rule(host, "crm", [], [{"type": "notify_webhook", "webhook_id": hook_id}])
+    t = receive(host, world["support"], raw_mail("Q", msgid="wd1"))
+    assert rule_runs(host, t) == [
+        "rule crm matched: could not notify webhook: the webhook Old CRM is disabled"]
+    with host.app.app_context():
+        assert host.db.session.scalar(sa.select(sa.func.count()).select_from(
+            host.inbox.models.WebhookDelivery)) == 0
+
+
 def enable_ack(host, mailbox_id):
     with host.app.app_context():
         mb = host.db.session.get(host.inbox.models.Mailbox, mailbox_id)
@@ -461,6 +478,7 @@ def test_notify_by_email_reaches_the_team_over_smtp(host, world, mail_server):
     add_rule(host, "alert", [{"field": "subject", "op": "contains", "value": "lawyer"}], [
         {"type": "assign", "user_id": str(world["ada"])},
         {"type": "notify_email", "to": ["assignee", "owner@acme.test"]}])
+    host.app.config["SHARED_INBOX_EXTERNAL_URL"] = "https://shop.example"
     t = receive(host, world["support"], raw_mail("My lawyer will call", msgid="n1"))
     assert rule_runs(host, t) == [
         "rule alert matched: assigned Ada, notified ada@x.test, owner@acme.test"]
@@ -471,7 +489,9 @@ def test_notify_by_email_reaches_the_team_over_smtp(host, world, mail_server):
     assert sorted(sent.rcpt_tos) == ["ada@x.test", "owner@acme.test"]
     msg = message_from_bytes(sent.data, policy=policy.default)
     assert msg["Subject"] == f"[#{t}] Rule alert: My lawyer will call"
-    assert "alice@example.org" in msg.get_body(preferencelist=("plain",)).get_content()
+    text = msg.get_body(preferencelist=("plain",)).get_content()
+    assert "alice@example.org" in text
+    assert f"https://shop.example/support/tickets/{t}" in text
 
 
 class _Hook(BaseHTTPRequestHandler):

@@ -198,11 +198,30 @@ def test_rate_limit_per_ip_is_kept_in_the_database(webhost, mail_server):
     assert submit(visitor(host, ip="198.51.100.9"), subject="Other").status_code == 302
     assert len(rows(host, m.Ticket)) == 3
     # An hour later the first address may write again.
-    from shared_inbox.services.webform import rate_limited
+    from shared_inbox.services.webform import claim_slot, rate_limited
 
     with host.app.app_context():
         assert rate_limited("203.0.113.7")
         assert not rate_limited("203.0.113.7", now=utcnow() + timedelta(minutes=61))
+        # Two workers racing for the last slot: the hit is counted after it is committed,
+        # so the second claim is refused and leaves no trace.
+        later = utcnow() + timedelta(hours=3)
+        assert claim_slot("192.0.2.1", later) and claim_slot("192.0.2.1", later)
+        assert not claim_slot("192.0.2.1", later)
+        assert host.db.session.scalar(sa.select(sa.func.count()).select_from(m.WebformHit)
+                                      .where(m.WebformHit.ip == "192.0.2.1")) == 2
+
+
+def test_a_form_cannot_rename_a_known_customer(webhost, mail_server):
+    host = webhost()
+    m = host.m
+    smtp_mailbox(host, mail_server, "support@example.com")
+    assert submit(visitor(host), name="Alice Real").status_code == 302
+    assert submit(visitor(host), name="Someone Else", subject="Other").status_code == 302
+    (customer,) = rows(host, m.Customer)
+    assert customer.name == "Alice Real"
+    assert [msg.from_name for msg in rows(host, m.Message, m.Message.kind == "inbound")] == \
+        ["Alice Real", "Someone Else"]
 
 
 def test_errors_beside_the_field_with_the_input_kept(webhost, mail_server):

@@ -14,9 +14,11 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from ..config import cv
 from ..extension import get_state
 from ..mail.classify import Classification, classify
-from ..mail.parse import ParsedMessage, parse_message
+from ..mail.large_parts import attachment_digest, parse_with_large_parts
+from ..mail.parse import ParsedMessage
 from ..mail.quotes import split_reply
 from ..mail.threader import find_ticket
 from ..models import utcnow
@@ -45,7 +47,7 @@ def fingerprint(parsed: ParsedMessage) -> str:
         h.update(part.encode("utf-8", "surrogatepass"))
         h.update(b"\0")
     for att in parsed.attachments:
-        h.update(hashlib.sha256(att.payload).digest())
+        h.update(attachment_digest(att))  # streamed large parts carry their hash
     return h.hexdigest()
 
 
@@ -111,7 +113,10 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
 
 def _ingest_uncommitted(mailbox, raw: bytes, folder, uidvalidity, uid, received_at, imported):
     """The message and its ledger row, added to the session's transaction (not committed)."""
-    parsed = parse_message(raw)
+    # Large base64 attachments go straight to storage; ``parsed_raw`` is what the parser
+    # read (``raw``, or a copy without those bodies). ``raw`` is still stored whole.
+    parsed, parsed_raw = parse_with_large_parts(raw, get_state().storage,
+                                                cv("LARGE_PART_SIZE"))
     content_hash = fingerprint(parsed)
     duplicate = _find_duplicate(parsed, content_hash)
     if duplicate is not None:
@@ -119,7 +124,7 @@ def _ingest_uncommitted(mailbox, raw: bytes, folder, uidvalidity, uid, received_
             _ledger(mailbox, folder, uidvalidity, uid, duplicate)
         return None
     message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at,
-                             classify(raw, parsed), imported)
+                             classify(parsed_raw, parsed), imported)
     if uid is not None:
         _ledger(mailbox, folder, uidvalidity, uid, message)
     return message
@@ -214,8 +219,10 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
     for att in parsed.attachments:
         session.add(m.Attachment(
             message_id=message.id, filename=att.filename[:255],
-            content_type=att.content_type[:255], size=len(att.payload),
-            storage_key=state.storage.put(att.payload, kind="att"),
+            content_type=att.content_type[:255],
+            size=att.size if getattr(att, "storage_key", "") else len(att.payload),
+            storage_key=getattr(att, "storage_key", "") or state.storage.put(att.payload,
+                                                                             kind="att"),
             content_id=att.content_id[:255] if att.content_id else None,
             is_inline=att.is_inline,
         ))

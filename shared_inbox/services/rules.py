@@ -501,7 +501,10 @@ def describe_action(action: dict, labels: dict) -> str:
         return f"notify {text} by email"
     label = labels.get(choice)
     if label is None:
-        return f"{choice} (no longer available)"
+        gone = {"assign": "assign to a user who is no longer an agent",
+                "send_saved_reply": "send a saved reply that was deleted",
+                "notify_webhook": "notify a webhook that was deleted"}
+        return gone.get(action.get("type"), f"{choice} (unknown action)")
     return label[0].lower() + label[1:]
 
 
@@ -637,11 +640,23 @@ def _do_notify_email(action, rule, event) -> str:
     customer = ticket.customer.email if ticket.customer is not None else "(unknown)"
     text = (f"The rule {rule.name} matched ticket #{ticket.number} in {ticket.mailbox.name}.\n\n"
             f"From: {customer}\nSubject: {ticket.subject}\n\n{ticket.snippet}\n")
+    url = _ticket_url(ticket)
+    if url.startswith(("http://", "https://")):  # a bare path means nothing in a mail
+        text += f"\n{url}\n"
     row = queue_notification(recipients, f"[#{ticket.number}] Rule {rule.name}: "
                              f"{ticket.subject}", text, ticket=ticket, reason="rule")
     if row is None:
         return "nobody to notify"
     return "notified " + ", ".join(email for _, email in row.to)
+
+
+def _ticket_url(ticket) -> str:
+    try:
+        from .webhooks import ticket_url
+
+        return ticket_url(ticket)
+    except Exception:  # noqa: BLE001 - no URL can be built here: the mail goes without it
+        return ""
 
 
 def _do_notify_webhook(action, rule, event) -> str:
@@ -652,6 +667,8 @@ def _do_notify_webhook(action, rule, event) -> str:
     hook = state.db.session.get(model, action.get("webhook_id")) if model is not None else None
     if hook is None:
         raise RuleActionError("the webhook no longer exists")
+    if not getattr(hook, "is_active", True):
+        raise RuleActionError(f"the webhook {_webhook_label(hook)} is disabled")
     payload = webhooks.ticket_payload(event.ticket)
     if isinstance(payload, dict):
         payload.setdefault("rule", {"id": rule.id, "name": rule.name})

@@ -82,14 +82,38 @@ def rate_limited(ip: str, now: datetime | None = None) -> bool:
     return (count or 0) >= int(cv("WEBFORM_RATE_LIMIT"))
 
 
-def record_hit(ip: str, now: datetime | None = None) -> None:
+def record_hit(ip: str, now: datetime | None = None):
     """Count one submission of ``ip`` (and forget hits older than the window)."""
     state = get_state()
     m = state.models
     now = now or utcnow()
     state.db.session.execute(sa.delete(m.WebformHit).where(
         m.WebformHit.created_at <= now - RATE_WINDOW))
-    state.db.session.add(m.WebformHit(ip=(ip or "")[:64], created_at=now))
+    hit = m.WebformHit(ip=(ip or "")[:64], created_at=now)
+    state.db.session.add(hit)
+    return hit
+
+
+def claim_slot(ip: str, now: datetime | None = None) -> bool:
+    """Take one of the hour's submissions of ``ip``; False when they are used up.
+
+    The hit is committed *before* counting, so two web workers racing for the last slot
+    both see each other and at most the limit gets through (a refused claim is undone).
+    """
+    state = get_state()
+    now = now or utcnow()
+    hit = record_hit(ip, now)
+    state.db.session.commit()
+    count = state.db.session.scalar(
+        sa.select(sa.func.count()).select_from(state.models.WebformHit).where(
+            state.models.WebformHit.ip == (ip or "")[:64],
+            state.models.WebformHit.created_at > now - RATE_WINDOW,
+            state.models.WebformHit.created_at <= now))
+    if (count or 0) <= int(cv("WEBFORM_RATE_LIMIT")):
+        return True
+    state.db.session.delete(hit)
+    state.db.session.commit()
+    return False
 
 
 # -- the ticket -------------------------------------------------------------------------------
@@ -116,7 +140,10 @@ def create_ticket(mailbox, *, name: str, email: str, subject: str, text: str, up
     session = state.db.session
     now = now or utcnow()
     text = text.replace("\r\n", "\n")
-    customer = get_or_create_customer(email, name)
+    # A public form must not rename a customer we know: only an empty name is filled in.
+    customer = get_or_create_customer(email, "")
+    if not customer.name:
+        customer.name = name[:255]
     ticket = m.Ticket(mailbox_id=mailbox.id, customer_id=customer.id,
                       subject=subject[:998] or "(no subject)", status="open",
                       created_at=now, last_message_at=now, last_inbound_at=now,

@@ -16,8 +16,8 @@ from ..csrf import csrf_token
 from ..extension import get_state
 from ..forms import Form, parse_email
 from ..services.replies import Upload
-from ..services.webform import (MAX_NAME, MAX_SUBJECT, UnknownForm, create_ticket, form_mailbox,
-                                rate_limited, record_hit)
+from ..services.webform import (MAX_NAME, MAX_SUBJECT, UnknownForm, claim_slot, create_ticket,
+                                form_mailbox, rate_limited, record_hit)
 
 HONEYPOT = "website"
 DONE_KEY = "_shared_inbox_webform_done"
@@ -129,7 +129,8 @@ def register_public(bp) -> None:
             state.db.session.rollback()
             return render(form, slug, mailbox, 422)
         c = form.cleaned
-        record_hit(ip)
+        if not claim_slot(ip):  # another worker took the hour's last submission meanwhile
+            return render(form, slug, mailbox, 429, RATE_LIMITED)
         ticket, message, _ = create_ticket(
             mailbox, name=c["name"], email=c["email"], subject=c["subject"],
             text=c["message"], uploads=form.uploads)

@@ -18,8 +18,15 @@ depends_on = None
 def upgrade():
     op.create_index("ix_" + t("ticket_created_at"), t("ticket"), ["created_at"])
     op.create_index("ix_" + t("ticket_closed_at"), t("ticket"), ["closed_at"])
-    # Only an index on inbox_message: no batch copy (that would drop the FTS triggers).
-    op.create_index("ix_" + t("message_kind_created"), t("message"), ["kind", "created_at"])
+    # Only indexes on inbox_message: no batch copy (that would drop the FTS triggers).
+    # Partial (agent replies only) and covering for the reports' two reply queries.
+    outbound = sa.text("kind = 'outbound'")
+    op.create_index("ix_" + t("message_outbound_created"), t("message"),
+                    ["created_at", "ticket_id", "mailbox_id", "author_id", "thread_reason"],
+                    sqlite_where=outbound, postgresql_where=outbound)
+    op.create_index("ix_" + t("message_outbound_ticket"), t("message"),
+                    ["ticket_id", "author_id", "thread_reason"],
+                    sqlite_where=outbound, postgresql_where=outbound)
     op.create_table(
         t("satisfaction_rating"),
         sa.Column("id", sa.Integer(), nullable=False),
@@ -50,6 +57,7 @@ def downgrade():
     op.drop_table(t("report_digest"))
     op.drop_index("ix_" + t("satisfaction_rating_updated_at"), t("satisfaction_rating"))
     op.drop_table(t("satisfaction_rating"))
-    op.drop_index("ix_" + t("message_kind_created"), t("message"))
+    op.drop_index("ix_" + t("message_outbound_ticket"), t("message"))
+    op.drop_index("ix_" + t("message_outbound_created"), t("message"))
     op.drop_index("ix_" + t("ticket_closed_at"), t("ticket"))
     op.drop_index("ix_" + t("ticket_created_at"), t("ticket"))
