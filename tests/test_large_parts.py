@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_fuzz_mime import PROFILE, hostile_message
 from test_poll import add_mailbox, poll
 
@@ -183,6 +184,58 @@ def test_hostile_mime_with_every_part_large_gives_what_the_ordinary_parser_gives
     # A threshold of a few bytes makes every base64 leaf of the generated (bad boundaries,
     # broken base64, truncation, nesting...) mail a candidate for streaming.
     storage = FilesystemStorage(str(tmp_path / "fuzz"))
+    parsed, _ = parse_with_large_parts(raw, storage, 8)
+    assert summary(parsed, storage) == summary(parse_message(raw), storage)
+
+
+@st.composite
+def plausible_entity(draw, eol: bytes, depth: int = 0) -> bytes:
+    """Mostly well-formed MIME with base64 leaves: the shapes real clients send, with
+    their small variations (line ends, line lengths, blank lines, boundary whitespace)."""
+    if depth < 3 and draw(st.integers(0, 2)) == 0:
+        boundary = draw(st.sampled_from(["b", "=_x", "part.1", "b" + str(depth)]))
+        sub = draw(st.sampled_from(["mixed", "related", "alternative"]))
+        out = f'Content-Type: multipart/{sub};{draw(st.sampled_from([" ", eol.decode() + " "]))}'
+        out = out.encode() + f'boundary="{boundary}"'.encode() + eol + eol
+        out += draw(st.sampled_from([b"", b"preamble" + eol]))
+        for child in draw(st.lists(plausible_entity(eol, depth + 1), min_size=1, max_size=3)):
+            out += f"--{boundary}".encode() + draw(st.sampled_from([b"", b" ", b"\t"])) + eol
+            out += child + eol
+        if draw(st.integers(0, 4)):
+            out += f"--{boundary}--".encode() + eol + draw(st.sampled_from([b"", b"epi" + eol]))
+        return out
+    if depth and draw(st.integers(0, 5)) == 0:
+        return b"Content-Type: message/rfc822" + eol + eol + draw(plausible_entity(eol, 3))
+    ctype = draw(st.sampled_from(["application/pdf", "image/png", "text/plain", "text/csv",
+                                  "text/html", "application/octet-stream"]))
+    data = draw(st.binary(max_size=300))
+    width = draw(st.sampled_from([76, 64, 4, 1000]))
+    text = base64.b64encode(data)
+    lines = [text[i:i + width] for i in range(0, len(text), width)]
+    body = eol.join(lines) + draw(st.sampled_from([b"", eol, eol + eol, b" "]))
+    disposition = draw(st.sampled_from([b"", b"Content-Disposition: attachment; filename=f.bin"
+                                        + eol, b"Content-Disposition: inline" + eol]))
+    return (b"Content-Type: " + ctype.encode() + eol + disposition
+            + b"Content-Transfer-Encoding: " + draw(st.sampled_from([b"base64", b"BASE64 "]))
+            + eol + eol + body)
+
+
+@st.composite
+def plausible_message(draw) -> bytes:
+    eol = draw(st.sampled_from([b"\r\n", b"\n"]))
+    raw = (b"From: a@example.org" + eol + b"Subject: s" + eol + b"Message-ID: <m@x>" + eol
+           + b"MIME-Version: 1.0" + eol + draw(plausible_entity(eol)))
+    if draw(st.integers(0, 3)) == 0:  # one stray edit anywhere
+        at = draw(st.integers(0, len(raw)))
+        raw = raw[:at] + draw(st.sampled_from([b"-", b"=", b"\n", b"--b\n", b"!", b""])) + raw[at:]
+    return raw
+
+
+@settings(PROFILE)
+@given(plausible_message())
+def test_plausible_mime_with_every_part_large_gives_what_the_ordinary_parser_gives(
+        tmp_path, raw):
+    storage = FilesystemStorage(str(tmp_path / "plausible"))
     parsed, _ = parse_with_large_parts(raw, storage, 8)
     assert summary(parsed, storage) == summary(parse_message(raw), storage)
 

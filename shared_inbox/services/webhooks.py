@@ -158,12 +158,13 @@ def summary_text(event: str, data: dict) -> str:
     if not ticket:
         return f"{head} from the shared inbox."
     who = (ticket.get("customer") or {}).get("email") or "unknown sender"
-    line = f"{head}: #{ticket['number']} {ticket['subject'] or '(no subject)'} ({who})"
+    line = (f"{head}: #{ticket.get('number', ticket.get('id'))} "
+            f"{ticket.get('subject') or '(no subject)'} ({who})")
     if event == "ticket.status_changed":
         line += f" {data.get('old_status')} → {data.get('new_status')}"
     if event == "ticket.assigned":
         line += f" to {(data.get('assignee') or {}).get('name') or 'nobody'}"
-    return f"{line} {ticket['url']}"
+    return f"{line} {ticket.get('url') or ''}".rstrip()
 
 
 # --- queueing -------------------------------------------------------------------------------
