@@ -662,7 +662,6 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         big_at = args.count // 2 if args.big else None
         metas, total = [], 0
-        n_scale = max(args.count, 10_000) if args.scale else args.count
 
         def bench_msgs():
             nonlocal total

@@ -2,7 +2,9 @@
 
 The default stores files under ``SHARED_INBOX_ATTACHMENT_DIR`` (outside any static
 folder; downloads go through an authorized view). A host may pass any object with the
-same three methods as ``SHARED_INBOX_ATTACHMENT_STORAGE`` (S3, a database blob store...).
+same three methods as ``SHARED_INBOX_ATTACHMENT_STORAGE`` (S3, a database blob store...);
+an optional ``put_stream`` (see :meth:`FilesystemStorage.put_stream`) lets ingestion store
+large attachments without holding them whole in memory (``mail/large_parts.py``).
 """
 from __future__ import annotations
 
@@ -76,12 +78,14 @@ class FilesystemStorage:
                     digest.update(chunk)
                     size += len(chunk)
                     fh.write(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-            hexdigest = digest.hexdigest()
-            key = f"{kind}/{hexdigest[:2]}/{hexdigest}{suffix}"
-            path = self._path(key)
-            if os.path.exists(path):
+                hexdigest = digest.hexdigest()
+                key = f"{kind}/{hexdigest[:2]}/{hexdigest}{suffix}"
+                path = self._path(key)
+                exists = os.path.exists(path)  # a re-delivered mail: no second fsync
+                if not exists:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            if exists:
                 os.remove(tmp)
             else:
                 os.makedirs(os.path.dirname(path), exist_ok=True)

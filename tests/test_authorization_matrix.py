@@ -70,6 +70,42 @@ ENDPOINTS: dict[str, Rule] = {
     "dash.tags_settings": Rule("admin"),
     "dash.tag_edit": Rule("admin", {"name": "urgent", "color": "#aa0000"}),
     "dash.tag_delete": Rule("admin"),
+    "dash.autoreplies_settings": Rule("admin", {"ack_subject": ""}),
+    "dash.business_hours_settings": Rule("admin", {"timezone": "Not/AZone"}),
+    "dash.global_holidays": Rule("admin", {"day": "not a date"}),
+    "dash.service_levels": Rule("admin"),
+    "dash.sla_policy_new": Rule("admin", {"name": ""}),
+    "dash.sla_policy_edit": Rule("admin", {"name": ""}),
+    "dash.sla_policy_delete": Rule("admin"),
+    "dash.rules_settings": Rule("admin"),
+    "dash.rule_new": Rule("admin", {"name": ""}),
+    "dash.rule_edit": Rule("admin", {"name": ""}),
+    "dash.rule_toggle": Rule("admin"),
+    "dash.rule_move": Rule("admin", {"direction": "up"}),
+    "dash.rule_delete": Rule("admin"),
+    "dash.rule_dry_run": Rule("admin"),
+    "dash.rule_member_availability": Rule("admin", {"available": "0"}),
+    "dash.webhooks": Rule("admin"),
+    "dash.webhook_new": Rule("admin", {"name": "", "url": ""}),
+    "dash.webhook_edit": Rule("admin", {"name": "", "url": ""}),
+    "dash.webhook_test": Rule("admin"),
+    "dash.webhook_delete": Rule("admin"),
+    "dash.webhook_delivery_retry": Rule("admin"),
+    # reports: admins see everyone's figures, agents their own (tested in test_reports.py)
+    "dash.reports": Rule("agent"),
+    "dash.reports_figures_csv": Rule("agent"),
+    "dash.reports_tickets_csv": Rule("agent"),
+    # a customer is seen through their tickets: 404 when none is in the agent's mailboxes
+    "dash.customer": Rule("mailbox"),
+    "dash.customer_edit": Rule("mailbox", {"name": "Cust renamed", "notes": "Prefers mail"}),
+    # customer-facing pages: no login (web form, satisfaction links carrying a signed token)
+    "public.contact": Rule("public", {"name": "Visitor", "email": "visitor@example.org",
+                                      "subject": "Question", "message": "Do you ship to Oslo?"}),
+    "public.contact_for": Rule("public", {"name": "Visitor", "email": "visitor@example.org",
+                                          "subject": "Order", "message": "Where is my order?"}),
+    "public.contact_thanks": Rule("public"),
+    "public.rate": Rule("public"),
+    "public.rate_comment": Rule("public", {"rating": "great", "comment": "Quick and kind."}),
 }
 
 
@@ -122,7 +158,7 @@ def _objects(host, mailbox, suffix: str) -> dict:
                        send_error="550 refused")
     session.add_all([inbound, note, failed])
     session.flush()
-    return {"ticket_id": ticket.id, "message_id": inbound.id,
+    return {"ticket_id": ticket.id, "message_id": inbound.id, "customer_id": customer.id,
             "attachment_id": inbound.attachments[0].id, "note_id": note.id,
             "outbound_id": failed.id}
 
@@ -144,8 +180,26 @@ def world(host):
         session.add(m.SavedReply(title="Thanks", body="Thanks!"))
         session.commit()
         reply_id = session.scalar(sa.select(m.SavedReply.id))
+        hook = m.Webhook(name="Hook", url="http://127.0.0.1:9/hook", events=["ticket_created"])
+        session.add(hook)
+        session.flush()
+        delivery = m.WebhookDelivery(webhook_id=hook.id, event="ticket_created", payload={},
+                                     status="failed", attempts=5, error="connection refused")
+        rule = m.Rule(name="VIP", mailbox_id=support.id, conditions=[], actions=[])
+        policy = m.SlaPolicy(name="Standard", first_response_minutes=60)
+        session.add_all([delivery, rule, policy])
+        session.commit()
+        from shared_inbox.services.satisfaction import make_token
+
+        token = make_token(session.get(m.Ticket, objects["member"]["ticket_id"]))
         ids = {"tag_id": tag.id, "reply_id": reply_id, "mailbox_id": support.id,
-               "support": support.id, "billing": billing.id}
+               "support": support.id, "billing": billing.id, "webhook_id": hook.id,
+               "delivery_id": delivery.id, "rule_id": rule.id, "policy_id": policy.id,
+               "token": token, "rating": "great", "slug": "sales"}
+    # The web form: the default form and a "sales" one go to support; every visitor may send.
+    host.app.config.update(SHARED_INBOX_WEBFORM_MAILBOX="support@x.test",
+                           SHARED_INBOX_WEBFORM_MAILBOXES={"sales": "support@x.test"},
+                           SHARED_INBOX_WEBFORM_RATE_LIMIT=1000)
     users = {
         "nonagent": host.add_user("shopper@x.test", role="customer"),
         "outsider": host.add_user("ben@x.test"),
@@ -154,9 +208,11 @@ def world(host):
     }
     with host.app.app_context():
         m = host.inbox.models
-        host.db.session.add_all([m.MailboxMember(mailbox_id=ids["support"], user_id=users["member"]),
+        membership = m.MailboxMember(mailbox_id=ids["support"], user_id=users["member"])
+        host.db.session.add_all([membership,
                                  m.MailboxMember(mailbox_id=ids["billing"], user_id=users["outsider"])])
         host.db.session.commit()
+        ids["member_id"] = membership.id
     # The tag is on both tickets, so removing it is a real action.
     with host.app.app_context():
         m = host.inbox.models
@@ -173,7 +229,8 @@ def _values(rule, world, role: str, *, missing: bool = False) -> dict:
     objects = world["objects"]["admin" if role == "admin" else "member"]
     values = {}
     for arg in sorted(rule.arguments):
-        if missing and arg in ("ticket_id", "message_id", "attachment_id", "note_id"):
+        if missing and arg in ("ticket_id", "message_id", "attachment_id", "note_id",
+                               "customer_id"):
             values[arg] = MISSING_ID
         elif arg == "message_id" and rule.endpoint.endswith("retry_send"):
             values[arg] = objects["outbound_id"]
@@ -195,7 +252,10 @@ def _request(host, client, rule, world, role, *, method, missing=False, csrf=Tru
         from flask import url_for
         url = url_for(rule.endpoint, **values)
     if method == "GET":
-        return client.get(url)
+        response = client.get(url)
+        response.get_data()
+        response.close()  # a static file's handle, not left to the garbage collector
+        return response
     spec = ENDPOINTS[_canonical(rule.endpoint)]
     data = {k: v.format(**{**values, **world["objects"]["member"]}) for k, v in spec.data.items()}
     if csrf:
@@ -331,7 +391,7 @@ def test_foreign_ids_leak_nothing_in_pages_the_outsider_may_open(host, world):
     client = _client(host, world, "outsider")
     support = world["ids"]["support"]
     ticket = world["objects"]["member"]["ticket_id"]
-    for url in (f"/support/?mailbox={support}", f"/support/?q=Secret",
+    for url in (f"/support/?mailbox={support}", "/support/?q=Secret",
                 f"/support/?mailbox={support}&q=secret", f"/support/tickets/{ticket}?view=merged"):
         page = client.get(url).get_data(as_text=True)
         assert "Secret a" not in page and "cust-a@example.org" not in page, url

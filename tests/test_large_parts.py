@@ -86,6 +86,7 @@ def summary(parsed, storage) -> dict:
     return {
         "subject": parsed.subject, "text": parsed.text, "html": parsed.html,
         "message_id": parsed.message_id, "malformed": parsed.is_malformed,
+        "error": parsed.error, "defects": parsed.defects, "headers": parsed.headers,
         "attachments": [(a.filename, a.content_type, a.content_id, a.is_inline,
                          hashlib.sha256(data(a)).hexdigest(), len(data(a)))
                         for a in parsed.attachments],

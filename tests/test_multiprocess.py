@@ -185,7 +185,8 @@ def test_four_gunicorn_workers_and_two_run_workers_store_every_message_once(pg_h
     logs = open(directory / "processes.log", "wb")
     processes = [subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--workers", "4", "--bind", f"127.0.0.1:{port}",
-         "--timeout", "120", "mp_app:app"], env=env, cwd=directory, stdout=logs, stderr=logs)]
+         "--timeout", "120", "--graceful-timeout", "5", "mp_app:app"],
+        env=env, cwd=directory, stdout=logs, stderr=logs)]
     for _ in range(2):
         processes.append(subprocess.Popen([sys.executable, "-m", "flask", "inbox", "run-worker"],
                                           env=env, cwd=directory, stdout=logs, stderr=logs))

@@ -113,7 +113,7 @@ def test_a_too_long_comment_is_refused_beside_the_field_and_kept(host, server):
     r = customer.post(re.search(r'action="([^"]+)"', page).group(1),
                       data={"csrf_token": public_csrf(page), "rating": "great", "comment": long})
     body = r.get_data(as_text=True)
-    assert r.status_code == 400 and "keep the comment under" in body and long.strip() in body
+    assert r.status_code == 422 and "keep the comment under" in body and long.strip() in body
     assert rating_row(host, ticket_id) == [("great", "")]
 
 

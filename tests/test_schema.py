@@ -1,4 +1,5 @@
 """Schema management: our tables only, our own Alembic history, upgrades that keep data."""
+import logging
 import uuid
 from pathlib import Path
 
@@ -144,6 +145,15 @@ def test_flask_migrate_autogenerate_leaves_our_tables_out(make_host, tmp_path, m
     from flask_migrate import Migrate, init, migrate
 
     from shared_inbox import exclude_from_host_migrations
+
+    # The generated env.py runs logging.config.fileConfig, which disables every logger that
+    # exists already; give the next tests their loggers back.
+    loggers = logging.root.manager.loggerDict.values()
+    enabled = [lg for lg in loggers if isinstance(lg, logging.Logger) and not lg.disabled]
+    monkeypatch.setattr(logging.root, "handlers", list(logging.root.handlers))
+    monkeypatch.setattr(logging.root, "level", logging.root.level)
+    for lg in enabled:
+        monkeypatch.setattr(lg, "disabled", False)
 
     def generated(filtered: bool, where):
         host = make_host()

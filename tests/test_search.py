@@ -108,18 +108,19 @@ def test_search_follows_message_changes(world):
 
 
 def test_search_objects_exist_after_upgrade_from_an_old_schema(make_host):
-    """si0005 builds the index over messages that were already there."""
+    """si0005 builds the index over messages that were already there (mail stored before the
+    upgrade is found by search after it)."""
     host = make_host()
     with host.app.app_context():
         host.db.metadata.create_all(host.db.engine, tables=[host.User.__table__])
     runner = host.app.test_cli_runner()
-    assert runner.invoke(args=["inbox", "upgrade", "si0004"]).exit_code == 0
+    assert runner.invoke(args=["inbox", "upgrade"]).exit_code == 0
     w = World(host)
     old = w.ticket("Legacy lantern", body="An old flickering lantern")
-    assert runner.invoke(args=["inbox", "upgrade"]).exit_code == 0
-    assert _search(w.client(w.admin), "flickering") == [old]
+    # Back to the schema before search existed (the rows stay), then forward again.
     assert runner.invoke(args=["inbox", "downgrade", "si0004"]).exit_code == 0
     assert runner.invoke(args=["inbox", "upgrade"]).exit_code == 0
+    assert _search(w.client(w.admin), "flickering") == [old]
     assert _search(w.client(w.admin), "lantern") == [old]
 
 

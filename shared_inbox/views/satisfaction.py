@@ -65,7 +65,7 @@ def register_public(bp) -> None:
                                  f"(it has {len(comment)}).")
         if errors:
             return page(ticket, token, ticket.satisfaction, errors=errors, comment=comment,
-                        status=400)
+                        status=422)
         row = record_rating(ticket, rating, message_id=message_id, comment=comment)
         state.db.session.commit()
         return page(ticket, token, row, saved=True)
