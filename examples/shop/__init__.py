@@ -54,6 +54,9 @@ def create_app(config: dict | None = None) -> Flask:
             "SHOP_DATABASE_URL", "sqlite:///" + os.path.join(app.instance_path, "shop.db")),
         SHARED_INBOX_URL_PREFIX="/support",
     )
+    # Production settings from the environment, the Flask way: FLASK_SECRET_KEY,
+    # FLASK_SQLALCHEMY_DATABASE_URI, FLASK_SHARED_INBOX_ENCRYPTION_KEYS='["key"]'...
+    app.config.from_prefixed_env()
     app.config.update(config or {})
     db.init_app(app)
     login_manager.init_app(app)
