@@ -287,51 +287,12 @@ def send(mailbox, email_message: EmailMessage | bytes, rcpts, *, mail_from: str 
     rcpts = [r for r in dict.fromkeys(rcpts) if r]
     if not rcpts:
         raise PermanentSendError("no recipient")
-    host, port, security = mailbox.smtp_host, mailbox.smtp_port, mailbox.smtp_security or "starttls"
-    if not host:
-        raise TransientSendError("no SMTP server is configured for this mailbox")
-    if security not in ("ssl", "starttls", "plain"):
-        raise PermanentSendError(f"unknown SMTP security {security!r}")
-    if security == "plain" and not is_loopback(host):
-        raise TransientSendError(
-            "unencrypted SMTP is only allowed to this machine (127.0.0.1); choose SSL or STARTTLS")
-    timeout = cv("IMAP_TIMEOUT") if timeout is None else timeout
     data = email_message if isinstance(email_message, bytes) else as_bytes(email_message)
     sender = mail_from or mailbox.email_address
-    where = f"{host}:{port}"
-    try:
-        if security == "ssl":
-            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout,
-                                    context=ssl.create_default_context())
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=timeout)
-    except ssl.SSLCertVerificationError as exc:
-        raise TransientSendError(f"certificate of {host} not trusted: {exc.verify_message}") from exc
-    except socket.gaierror as exc:
-        raise TransientSendError(f"cannot find the SMTP server {host!r}: check the host name") from exc
-    except smtplib.SMTPConnectError as exc:
-        raise _classify(exc.smtp_code, f"SMTP server {where} refused the connection: "
-                        + _reply_text(exc.smtp_code, exc.smtp_error)) from exc
-    except (OSError, smtplib.SMTPException) as exc:
-        raise TransientSendError(
-            f"cannot connect to smtp {where} ({exc.__class__.__name__}: {exc})") from exc
+    smtp, where = _connect(mailbox, timeout)
     try:
         try:
-            smtp.ehlo()
-            if security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if mailbox.smtp_username or mailbox.auth_type == "xoauth2":
-                from .oauth import OAuthError, smtp_login
-
-                try:
-                    smtp_login(smtp, mailbox)
-                except smtplib.SMTPAuthenticationError as exc:
-                    raise TransientSendError(
-                        "SMTP login failed, check the user name and password: "
-                        + _reply_text(exc.smtp_code, exc.smtp_error)) from exc
-                except OAuthError as exc:
-                    raise TransientSendError(str(exc)) from exc
+            _start(smtp, mailbox, where)
             refused = smtp.sendmail(sender, rcpts, data)
         except smtplib.SMTPRecipientsRefused as exc:
             reasons = {r: _reply_text(c, t) for r, (c, t) in exc.recipients.items()}
