@@ -17,12 +17,15 @@ windows-1252 / iso-2022-jp / koi8-r, transfer encodings 7bit / quoted-printable 
 local IMAP server (MULTIAPPEND; not timed) and prints messages per second for
 
   (a) the limit: imapclient, SEARCH UID 1:*, FETCH BODY.PEEK[] in batches of 50, nothing else;
+  (a') the same with imaplib's debug trace off (imapclient turns it on, and imaplib then
+      builds repr() of every response); the app turns it off too (``_quiet_imaplib``);
   (b) (a) plus ``email.message_from_bytes(raw, policy=email.policy.default)`` and a walk over
       every part calling ``get_content()``;
   (c) the app: ``shared_inbox.mail.imap.poll_mailbox`` on a Flask host app with a SQLite file
       database (run in a fresh subprocess, so its peak RSS is its own);
 
-with (c)/(a), the replies threaded into their thread's root ticket, and the peak RSS.
+with (c)/(a), the replies threaded into their thread's root ticket, the peak RSS, and the
+client's CPU time per message for (a), (b), (c) (steadier than rates on a loaded machine).
 
 Dovecot (the default, as the reference figures are Dovecot's) needs root and
 ``/usr/sbin/dovecot``; it runs from a temporary directory on 127.0.0.1 (tests/dovecot.py).
@@ -374,10 +377,15 @@ class Server:
 
 # ----------------------------------------------------------------------------- (a) and (b)
 
-def fetch_all(server: Server, user: str, on_message=None) -> tuple[int, float, int]:
-    """(messages, seconds, bytes): SEARCH UID 1:*, FETCH BODY.PEEK[] in batches of 50."""
+def fetch_all(server: Server, user: str, on_message=None,
+              quiet: bool = False) -> tuple[int, float, int]:
+    """(messages, seconds, bytes): SEARCH UID 1:*, FETCH BODY.PEEK[] in batches of 50.
+    ``fetch_all.cpu`` is this thread's CPU seconds for it (the client side only)."""
     t0 = time.perf_counter()
+    c0 = time.thread_time()
     c = server.client(user)
+    if quiet:  # as the app does (mail/imap.py _quiet_imaplib): no repr() of every response
+        c._imap.debug = 0
     c.select_folder("INBOX", readonly=True)
     uids = sorted(c.search(["UID", "1:*"]))
     n = nbytes = 0
@@ -390,6 +398,7 @@ def fetch_all(server: Server, user: str, on_message=None) -> tuple[int, float, i
                 on_message(raw)
             n += 1
     c.logout()
+    fetch_all.cpu = time.thread_time() - c0
     return n, time.perf_counter() - t0, nbytes
 
 
@@ -542,8 +551,21 @@ def child_poll(args) -> dict:
                 import pyinstrument
                 profiler = pyinstrument.Profiler(interval=0.0005)
                 profiler.start()
+            sync_wall = [0.0]
+            storage = app.extensions["shared_inbox"].storage
+            real_sync = getattr(storage, "sync", None)
+            if real_sync is not None:
+                def timed_sync():
+                    t = time.perf_counter()
+                    try:
+                        real_sync()
+                    finally:
+                        sync_wall[0] += time.perf_counter() - t
+                storage.sync = timed_sync
             t0 = time.perf_counter()
+            c0 = time.thread_time()
             result = imap_mod.poll_mailbox(mailbox)
+            cpu = time.thread_time() - c0
             elapsed = time.perf_counter() - t0
             if profiler is not None:
                 if args.profile == "cprofile":
@@ -583,6 +605,7 @@ def child_poll(args) -> dict:
             out.update(
                 ingested=result.ingested, skipped=result.skipped, error=result.error,
                 seconds=elapsed, rate=result.ingested / elapsed if elapsed else 0.0,
+                cpu=cpu, sync_seconds=sync_wall[0],
                 maxrss_before_kb=rss0, maxrss_kb=rss1, ru_maxrss_before_kb=ru0, ru_maxrss_kb=ru1,
                 threaded=ok, replies=len(replies), by_how=by_how, merged_roots=merged_roots,
                 messages=db.session.scalar(sa.select(sa.func.count()).select_from(m.Message)),
@@ -681,11 +704,14 @@ def main(argv=None) -> int:
 
         fetch_all(server, users[0])  # warm the server's caches; not measured
         n, secs, nbytes = fetch_all(server, users[0])
-        rate_a = n / secs
+        rate_a, cpu_a = n / secs, fetch_all.cpu
         print(f"(a) fetch only (imapclient, BODY.PEEK[], batches of {BATCH}): "
               f"{rate_a:8.1f} msgs/s  ({n} msgs, {nbytes / 1e6:.1f} MB in {secs:.2f} s)")
+        n, secs, _ = fetch_all(server, users[0], quiet=True)
+        print(f"(a') the same without imaplib's debug repr() of each response (as the app): "
+              f"{n / secs:8.1f} msgs/s  ({secs:.2f} s)")
         n, secs, _ = fetch_all(server, users[0], stdlib_parse)
-        rate_b = n / secs
+        rate_b, cpu_b = n / secs, fetch_all.cpu
         print(f"(b) fetch + stdlib email parse + get_content():       "
               f"{rate_b:8.1f} msgs/s  ({secs:.2f} s)")
 
@@ -700,8 +726,13 @@ def main(argv=None) -> int:
         print(f"    {c['messages']} messages, {c['tickets']} tickets, {c['attachments']} "
               f"attachments; {c['sql']} SQL statements ({c['sql'] / max(c['ingested'], 1):.1f}"
               f"/msg), {c['commits']} commits ({c['commits'] / max(c['ingested'], 1):.1f}/msg), "
-              f"{c['fsyncs']} storage fsyncs taking {c['fsync_seconds']:.2f} s")
+              f"{c['fsyncs']} storage fsyncs taking {c['fsync_seconds']:.2f} s summed over "
+              f"threads, {c['sync_seconds']:.2f} s wall in storage.sync")
         print(f"(c)/(a): {100 * c['rate'] / rate_a:.1f} %   (target >= 50 %)")
+        print(f"client CPU per message (this process/thread only; less sensitive to other load "
+              f"than the rates): (a) {1000 * cpu_a / n:.2f} ms, (b) {1000 * cpu_b / n:.2f} ms, "
+              f"(c) {1000 * c['cpu'] / max(c['ingested'], 1):.2f} ms; os.getloadavg() "
+              f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
         if args.wal:
             # A fresh database in a fresh child; the messages are fetched again.
             w = run_child(server.port, users[0], str(meta_path), max_size=max_size, wal=True)

@@ -153,7 +153,7 @@ class MailboxForm(Form):
         "imap_host": "", "imap_port": "993", "imap_security": "ssl", "imap_username": "",
         "imap_folder": "INBOX", "after_fetch": "leave", "move_to_folder": "",
         "smtp_host": "", "smtp_port": "587", "smtp_security": "starttls", "smtp_username": "",
-        "is_active": True, "import_from": "new", "import_since": "",
+        "is_active": True, "import_from": "new", "import_since": "", "append_to_sent": False,
     }
 
     def __init__(self, data=None, *, creating: bool, has_imap_password: bool = False,
@@ -179,6 +179,7 @@ class MailboxForm(Form):
     def from_request(cls, formdata, *, mailbox=None) -> MailboxForm:
         data = {name: formdata.get(name, "") for name in cls.TEXT_FIELDS}
         data["is_active"] = bool(formdata.get("is_active"))
+        data["append_to_sent"] = bool(formdata.get("append_to_sent"))
         form = cls(
             data, creating=mailbox is None,
             has_imap_password=bool(mailbox is not None and mailbox.imap_secret),
@@ -228,6 +229,7 @@ class MailboxForm(Form):
                            "(127.0.0.1, localhost); choose SSL/TLS or STARTTLS.")
         self.text("smtp_username", max_length=320, label="SMTP user name")
         self.cleaned["is_active"] = bool(self.data.get("is_active"))
+        self.cleaned["append_to_sent"] = bool(self.data.get("append_to_sent"))
 
         if not self.imap_password and (self.creating or not self.has_imap_password):
             self.add_error("imap_password", "IMAP password is required.")
@@ -250,7 +252,7 @@ class MailboxForm(Form):
         for name in ("name", "email_address", "from_name", "signature", "imap_host",
                      "imap_port", "imap_security", "imap_username", "imap_folder",
                      "after_fetch", "move_to_folder", "smtp_port", "smtp_security",
-                     "smtp_username", "is_active"):
+                     "smtp_username", "is_active", "append_to_sent"):
             setattr(mailbox, name, c[name])
         mailbox.smtp_host = c["smtp_host"] or c["imap_host"]
         if self.imap_password:

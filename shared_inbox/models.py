@@ -91,6 +91,10 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         smtp_port = sa.Column(sa.Integer, nullable=False, default=587)
         smtp_security = sa.Column(sa.String(10), nullable=False, default="starttls")
         smtp_username = sa.Column(sa.String(320), nullable=False, default="")
+        # Sent folder (si0013): file a copy of each reply over IMAP; per mailbox, because a
+        # provider that files sent mail itself (Gmail) would get every reply twice.
+        append_to_sent = sa.Column(sa.Boolean, nullable=False, default=False,
+                                   server_default=sa.false())
         # Credentials, encrypted with crypto.SecretBox; never rendered back.
         auth_type = sa.Column(sa.String(20), nullable=False, default="password")
         imap_secret = sa.Column(sa.Text, nullable=True)
@@ -177,7 +181,7 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         user = relationship(user_model)
 
     class InboxCustomer(Model):
-        """Someone who writes to us, found by address; the name follows their latest mail."""
+        """Someone who writes to us, found by address; named by their first mail, then agents."""
 
         __tablename__ = t("customer")
         id = sa.Column(sa.Integer, primary_key=True)

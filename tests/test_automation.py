@@ -156,3 +156,53 @@ def test_a_notification_that_cannot_be_sent_waits_for_a_retry(host, mail_server)
         assert stats.retry == 1
         assert row.send_status == "retry" and row.send_error
         assert row.next_attempt_at is not None
+
+
+def test_agents_actions_send_the_other_signals(host, mail_server, heard):
+    """What a host hears when an agent works the ticket in the dashboard: assigned, note,
+    reply (once SMTP accepted it) and status, each with the ticket and the acting agent."""
+    from test_ticket_actions import as_user
+
+    box = _connected(host, mail_server)
+    with host.app.app_context():
+        mb = host.db.session.get(host.inbox.models.Mailbox, box)
+        mb.smtp_host, mb.smtp_port, mb.smtp_security = "127.0.0.1", mail_server.smtp_port, "plain"
+        mb.smtp_username = mb.email_address
+        host.db.session.add(host.inbox.models.MailboxMember(mailbox_id=box, user_id=(
+            ada := host.add_user("ada@x.test", name="Ada"))))
+        host.db.session.commit()
+    mail_server.deliver("support@example.com", mail("Broken kettle", msgid="k1"))
+    assert poll(host, box).ingested == 1
+    tid = heard[0][1]
+    client = host.app.test_client()
+    tok = as_user(host, client, ada)
+    actors = []
+
+    def actor_of(sender, **kw):
+        actors.append(kw.get("actor"))
+    signals.ticket_assigned.connect(actor_of, sender=host.app)
+    try:
+        base = f"/support/tickets/{tid}"
+        assert client.post(f"{base}/assign", data={"assignee_id": str(ada),
+                                                   "csrf_token": tok}).status_code == 302
+        assert client.post(f"{base}/note", data={"text": "Checking stock",
+                                                 "csrf_token": tok}).status_code == 302
+        with host.app.app_context():
+            seen = host.db.session.scalar(sa.select(sa.func.max(host.inbox.models.Message.id)))
+        assert client.post(f"{base}/reply", data={"text": "A new one is on its way.",
+                                                  "seen_message_id": str(seen),
+                                                  "csrf_token": tok}).status_code == 302
+        assert "reply.sent" not in [name for name, *_ in heard]  # queued, not sent yet
+        with host.app.app_context():
+            deliver_due(force=True)
+        mail_server.wait_for_sent(1)
+        assert client.post(f"{base}/status", data={"status": "closed",
+                                                   "csrf_token": tok}).status_code == 302
+    finally:
+        signals.ticket_assigned.disconnect(actor_of)
+    names = [name for name, *_ in heard]
+    # A reply sets the ticket pending (waiting on the customer) when it is queued.
+    assert names[2:] == ["ticket.assigned", "note.added", "ticket.status_changed", "reply.sent",
+                         "ticket.status_changed"]
+    assert {ticket for _, ticket, _ in heard} == {tid}
+    assert [getattr(a, "id", None) for a in actors] == [ada]

@@ -305,14 +305,26 @@ def test_reply_with_saved_reply_customer_answers_and_note_stays_internal(shop_en
     ticket_png = os.path.join(artifacts, "ticket.png")
     page.screenshot(path=ticket_png, full_page=True)
 
-    # e closes the ticket.
+    # e closes the ticket, in place (no page load), and says so.
     assert page.locator("header .si-status").text_content().strip() != "closed"
-    with page.expect_navigation():
-        page.keyboard.press("e")
+    page.evaluate("window.siNoReload = true")
+    page.keyboard.press("e")
+    page.locator("#si-live").locator("text=is now closed").wait_for()
     assert page.locator("header .si-status").text_content().strip() == "closed"
+    assert page.evaluate("window.siNoReload === true")
     with app.app_context():
         assert state.db.session.get(m.Ticket, ticket_id).status == "closed"
         state.db.session.remove()
+
+    # / on a ticket's page goes to the inbox with the search box ready to type in.
+    page.locator("h1").click()
+    with page.expect_navigation():
+        page.keyboard.press("/")
+    assert page.url == f"{base}/support/#search"
+    assert page.evaluate("document.activeElement.id") == "si-q"
+    page.keyboard.type("pole")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**q=pole**")
 
     print(f"\nscreenshots: {inbox_png} {ticket_png}")
     assert not errors, errors

@@ -158,3 +158,26 @@ def test_schedule_of_a_mailbox_uses_its_own_and_global_holidays(host):
         assert not is_open(shop, datetime(2026, 12, 24, 10, 0))
         assert is_open(other, datetime(2026, 12, 24, 10, 0))
         assert session.scalar(sa.select(m.Mailbox.timezone).where(m.Mailbox.id == other.id)) == "UTC"
+
+
+def test_time_zones_work_without_the_systems_tz_database(tmp_path):
+    """A slim container has no /usr/share/zoneinfo: the `tzdata` dependency must answer."""
+    import subprocess
+    import sys
+
+    code = ("from datetime import datetime\n"
+            "from shared_inbox.services import business_hours as bh\n"
+            "import zoneinfo\n"
+            "assert zoneinfo.TZPATH == (%r,), zoneinfo.TZPATH\n"
+            "s = bh.make_schedule('America/New_York', {'4': [['09:00', '17:00']]})\n"
+            "print(bh.add_business_time(s, datetime(2026, 11, 20, 21, 30), 3600))\n"
+            "print('Europe/Berlin' in bh.timezone_names())\n" % str(tmp_path))
+    import os
+
+    env = dict(os.environ, PYTHONTZPATH=str(tmp_path))  # an empty directory
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    # Friday 16:30 New York (UTC-5) + 1 business hour: 30 minutes, then the next Friday
+    # (its only working day) from 09:00 -> 09:30 New York = 14:30 UTC.
+    assert out.stdout.split() == ["2026-11-27", "14:30:00", "True"]

@@ -106,7 +106,7 @@ def test_broken_panel_template_shows_unavailable(host, client, world):
     assert "CRM unavailable right now." in page
 
 
-def test_slow_provider_shows_unavailable_after_the_timeout(make_host):
+def test_slow_provider_shows_unavailable_after_the_timeout(make_host, caplog):
     host = make_host(config={"SHARED_INBOX_CUSTOMER_CONTEXT_TIMEOUT": 0.2})
     host.create_tables()
     release = threading.Event()
@@ -119,8 +119,11 @@ def test_slow_provider_shows_unavailable_after_the_timeout(make_host):
         return {"title": "Warehouse", "template": "never.html", "values": {"slow": 1}}
 
     try:
-        page = ticket_page(host, host.app.test_client(), world)
+        with caplog.at_level(logging.WARNING, logger="shared_inbox.context"):
+            page = ticket_page(host, host.app.test_client(), world)
         assert "warehouse unavailable right now." in page
+        assert any("warehouse" in r.getMessage() and "longer than 0.2s" in r.getMessage()
+                   for r in caplog.records)
         assert values_for(host, "alice@example.org") == {}
     finally:
         release.set()

@@ -132,3 +132,38 @@ def test_edit_needs_the_csrf_token(host, client, world):
     assert r.status_code == 400
     with host.app.app_context():
         assert host.db.session.get(host.inbox.models.Customer, world["jo"]).name == "Jo Doe"
+
+
+def test_a_name_the_agents_set_survives_the_customers_next_mail(host, client, world):
+    """The display name of a mail is whatever the sender typed (or a spoofer chose): it
+    names a new customer, but never overwrites the name an agent gave them."""
+    from email.message import EmailMessage
+
+    from shared_inbox.services.ingest import ingest
+
+    tok = as_user(host, client, world["ada"])
+    client.post(f"/support/customers/{world['jo']}",
+                data={"name": "Joanna Doe (VIP)", "notes": "", "csrf_token": tok})
+    msg = EmailMessage()
+    msg["From"] = "jo <jo@example.org>"
+    msg["To"] = "support@x.test"
+    msg["Subject"] = "Another question"
+    msg["Message-ID"] = "<another-question@example.org>"
+    msg.set_content("Hi again")
+    newcomer = EmailMessage()
+    newcomer["From"] = "Kim Lee <kim@example.org>"
+    newcomer["To"] = "support@x.test"
+    newcomer["Subject"] = "First time"
+    newcomer["Message-ID"] = "<first-time@example.org>"
+    newcomer.set_content("Hello")
+    with host.app.app_context():
+        m = host.inbox.models
+        support = host.db.session.scalar(
+            sa.select(m.Mailbox).where(m.Mailbox.email_address == "support@x.test"))
+        assert ingest(support, bytes(msg)) is not None
+        assert ingest(support, bytes(newcomer)) is not None
+        names = dict(host.db.session.execute(sa.select(m.Customer.email, m.Customer.name)).all())
+    assert names["jo@example.org"] == "Joanna Doe (VIP)"
+    assert names["kim@example.org"] == "Kim Lee"
+    page = profile(client, world["jo"]).get_data(as_text=True)
+    assert "Another question" in page and "Joanna Doe (VIP)" in page

@@ -173,3 +173,99 @@ def test_storage_recreates_a_directory_removed_behind_its_back(tmp_path):
     assert storage.put(b"one", kind="att") == key
     assert storage.get(key) == b"one"
     assert not [n for n in os.listdir(directory) if n != os.path.basename(key)]
+
+
+# ----------------------------------------------------------------------------- deferred fsync
+
+def _stored_names(root) -> list[str]:
+    """Every file under a storage root (content addresses, and any leftovers)."""
+    return sorted(name for _dir, _dirs, files in os.walk(root) for name in files)
+
+
+def _is_content_address(name: str) -> bool:
+    stem = name.split(".", 1)[0]
+    return len(stem) == 64 and all(c in "0123456789abcdef" for c in stem)
+
+
+def test_deferred_storage_writes_are_readable_at_once_and_named_only_when_synced(tmp_path):
+    storage = FilesystemStorage(str(tmp_path / "files"))
+    with storage.deferred_sync():
+        key = storage.put(b"first", kind="att")
+        assert storage.put(b"first", kind="att") == key  # the same bytes: one file
+        streamed, size, _sha = storage.put_stream(iter([b"str", b"eamed"]), kind="att")
+        assert size == 8
+        # Not under its content address before the sync (a crash cannot leave a short
+        # file there), but readable by the code that wrote it.
+        assert not os.path.exists(storage._path(key))
+        assert storage.get(key) == b"first" and storage.get(streamed) == b"streamed"
+        storage.sync()
+        assert os.path.exists(storage._path(key)) and os.path.exists(storage._path(streamed))
+        late = storage.put(b"late", kind="raw", suffix=".eml")
+    assert storage.get(late) == b"late"  # synced when the block ends
+    assert len(_stored_names(tmp_path / "files")) == 3
+    assert all(_is_content_address(n) for n in _stored_names(tmp_path / "files"))
+
+
+def test_deferred_storage_writes_of_a_failed_block_are_discarded(tmp_path):
+    storage = FilesystemStorage(str(tmp_path / "files"))
+    kept = storage.put(b"committed earlier", kind="att")
+    with pytest.raises(RuntimeError):
+        with storage.deferred_sync():
+            storage.put(b"never committed", kind="att")
+            storage.put_stream(iter([b"never ", b"committed either"]), kind="att")
+            raise RuntimeError("the poll broke off")
+    assert _stored_names(tmp_path / "files") == [os.path.basename(kept)]
+    assert storage.put(b"after", kind="att")  # outside a block: written and fsynced at once
+    assert len(_stored_names(tmp_path / "files")) == 2
+
+
+def test_a_poll_leaves_every_file_under_its_name_and_nothing_else(host, mail_server):
+    payload = random.Random(8).randbytes(120_000)  # above the large-part size: streamed
+    raw = (b"From: A <a@example.org>\r\nTo: support@example.com\r\nSubject: With file\r\n"
+           b"Message-ID: <file-1@example.org>\r\nContent-Type: multipart/mixed; boundary=b\r\n"
+           b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\n"
+           b"Content-Type: application/pdf; name=a.pdf\r\nContent-Disposition: attachment; "
+           b"filename=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+           + base64.encodebytes(payload).replace(b"\n", b"\r\n") + b"--b--\r\n")
+    mail_server.deliver("support@example.com", raw)
+    for i in range(3):
+        mail_server.deliver("support@example.com", mail(f"Plain {i}"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    assert poll(host, mailbox).ingested == 4
+    storage = host.app.extensions["shared_inbox"].storage
+    names = _stored_names(storage.root)
+    assert len(names) == 5 and all(_is_content_address(n) for n in names), names
+    with host.app.app_context():
+        m = host.inbox.models
+        att = host.db.session.scalar(sa.select(m.Attachment))
+        assert storage.get(att.storage_key) == payload and att.filename == "a.pdf"
+
+
+def test_a_failing_storage_sync_commits_nothing_that_points_at_a_missing_file(
+        host, mail_server, monkeypatch):
+    """The batch's sync fails once (disk full, I/O error): its transaction is not
+    committed; the slow path stores every message again, so none is lost."""
+    import shared_inbox.storage as storage_module
+
+    for i in range(4):
+        mail_server.deliver("support@example.com", mail(f"Sync {i}"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    real, calls = storage_module._fsync_all, []
+
+    def failing_once(paths, *args):
+        calls.append(len(paths))
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real(paths, *args)
+
+    monkeypatch.setattr(storage_module, "_fsync_all", failing_once)
+    result = poll(host, mailbox)
+    assert len(calls) > 1  # the failure happened, and later syncs went through
+    assert (result.ingested, result.error) == (4, None)
+    assert [t[0] for t in tickets(host)] == [f"Sync {i}" for i in range(4)]
+    storage = host.app.extensions["shared_inbox"].storage
+    with host.app.app_context():
+        m = host.inbox.models
+        for message in host.db.session.scalars(sa.select(m.Message)):
+            assert b"Sync" in storage.get(message.raw_key)
+    assert all(_is_content_address(n) for n in _stored_names(storage.root))

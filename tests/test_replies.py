@@ -440,3 +440,38 @@ def test_sending_warns_when_the_customer_wrote_since_the_page_was_opened(host, s
     r = client.post("/support/tickets/1/reply", data={
         "csrf_token": token, "seen_message_id": seen, "text": "Try a new gasket"})
     assert r.status_code == 302
+
+
+def test_from_name_with_agent_placeholder_names_whoever_replies(host, server):
+    """Per-mailbox From name: "{agent} at Acme Support" is Ada's or Ben's, and a blank SMTP
+    user name logs in with the IMAP user name (the dev server offers AUTH)."""
+    box, ticket_id, ada, ben = setup_ticket(host, server)
+    with host.app.app_context():
+        host.db.session.get(host.inbox.models.Mailbox, box).from_name = "{agent} at Acme Support"
+        host.db.session.commit()
+    for who, text in ((ada, "First answer"), (ben, "Second answer")):
+        assert post(client_for(host, who), f"/support/tickets/{ticket_id}/reply", text=text,
+                    action="send").status_code == 302
+    assert deliver(host).sent == 2
+    sent = server.wait_for_sent(2)
+    froms = sorted(message_from_bytes(s.data, policy=policy.default)["From"] for s in sent)
+    assert froms == ["Ada Lovelace at Acme Support <support@example.com>",
+                     "Ben Jones at Acme Support <support@example.com>"]
+    assert {s.auth_login for s in sent} == {"support@example.com"}
+    body = message_from_bytes(sent[0].data, policy=policy.default).get_body(("plain",))
+    assert "-- \nAcme Support\nhttps://acme.example" in body.get_content().replace("\r\n", "\n")
+
+
+def test_the_sent_copy_can_be_chosen_per_mailbox(host, server):
+    """Off by default (Gmail files sent mail itself); one mailbox's setting turns it on."""
+    box, ticket_id, ada, _ = setup_ticket(host, server)
+    client = client_for(host, ada)
+    post(client, f"/support/tickets/{ticket_id}/reply", text="Not filed", action="send")
+    assert deliver(host).sent == 1
+    assert server.message_count("support@example.com", "Sent") == 0
+    with host.app.app_context():
+        host.db.session.get(host.inbox.models.Mailbox, box).append_to_sent = True
+        host.db.session.commit()
+    post(client, f"/support/tickets/{ticket_id}/reply", text="Filed", action="send")
+    assert deliver(host).sent == 1
+    assert server.message_count("support@example.com", "Sent") == 1

@@ -229,6 +229,11 @@ def test_the_page_shows_figures_and_svg_charts_and_agents_see_their_own(host):
     assert kpi(page, "frt") == "45 min" and kpi(page, "fcr") == "50%"
     assert kpi(page, "sla") == "50%" and kpi(page, "csat") == "67%"
     assert page.count("<svg") == 3 and "<script>" not in page.split("</head>")[1]
+    # The charts carry the hand-worked values (hover titles): tickets per day, the median
+    # first response per day, and the busiest hours.
+    assert "06 Mar: 1 new" in page and "06 Mar: 1 closed" in page and "04 Mar: 0 new" in page
+    assert "02 Mar: 30 min" in page and "05 Mar: 1 h" in page
+    assert "Mon 10:00–10:59: 1" in page and "Fri 22:00–22:59: 1" in page
     assert ">Ben</th>" in page and ">refund</th>" in page
 
     page = client_for(host, ids["ada"]).get(url).get_data(as_text=True)
@@ -251,8 +256,11 @@ def test_bad_dates_are_shown_beside_the_field_and_kept(host):
 def test_csv_exports_the_figures_and_the_tickets(host):
     ids = seed(host)
     with host.app.app_context():
-        t = host.db.session.get(host.inbox.models.Ticket, ids["T1"])
-        t.subject = "=HYPERLINK(\"http://evil\")"
+        m = host.inbox.models
+        host.db.session.get(m.Ticket, ids["T1"]).subject = "=HYPERLINK(\"http://evil\")"
+        host.db.session.get(m.Ticket, ids["T2"]).subject = "-1+2"
+        host.db.session.get(m.Ticket, ids["T3"]).subject = "+SUM(A1)"
+        host.db.session.get(m.Tag, ids["refund"]).name = "@refund"
         host.db.session.commit()
     boss = client_for(host, ids["boss"])
     r = boss.get("/support/reports/figures.csv?start=2026-03-02&end=2026-03-08")
@@ -264,12 +272,17 @@ def test_csv_exports_the_figures_and_the_tickets(host):
     assert first["first_response_median_seconds"] == "2700"
     assert first["first_contact_resolution"] == "0.5" and first["csat"] == "0.6667"
     assert {(r["group"], r["name"]) for r in rows} >= {("mailbox", "Support"), ("agent", "Ben"),
-                                                       ("tag", "vip")}
+                                                       ("tag", "vip"), ("tag", "'@refund")}
     r = boss.get("/support/reports/tickets.csv?start=2026-03-02&end=2026-03-08")
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
     assert [int(x["id"]) for x in rows] == sorted(ids[k] for k in ("T1", "T2", "T3", "T4", "T5", "T6"))
     t1 = next(x for x in rows if int(x["id"]) == ids["T1"])
-    assert t1["subject"].startswith("'=")  # no formula for the spreadsheet to run
+    # No cell starts a formula for the spreadsheet to run (= + - @), customer text included.
+    by_id = {int(x["id"]): x for x in rows}
+    assert t1["subject"] == "'=HYPERLINK(\"http://evil\")"
+    assert (by_id[ids["T2"]]["subject"], by_id[ids["T3"]]["subject"]) == ("'-1+2", "'+SUM(A1)")
+    assert by_id[ids["T4"]]["tags"] == "'@refund" and by_id[ids["T3"]]["tags"] == "'@refund;vip"
+    assert by_id[ids["T4"]]["resolution_seconds"] == "172800"
     assert (t1["first_response_seconds"], t1["rating"], t1["tags"]) == ("1800", "great", "vip")
     # An agent's export holds only their tickets.
     r = client_for(host, ids["ben"]).get("/support/reports/tickets.csv?start=2026-03-02&end=2026-03-08")
@@ -313,7 +326,11 @@ def test_weekly_summary_goes_to_the_admins_once_per_week_even_from_several_worke
     # Later in the same week: nothing more; the next week: the next summary.
     with host.app.app_context():
         assert send_weekly_summary(datetime(2026, 3, 12, 6, 0)) is False
-        assert send_weekly_summary(datetime(2026, 3, 16, 6, 0)) is True
+        assert send_weekly_summary(datetime(2026, 3, 16, 6, 0),
+                                   report_url="http://shop.test/support/reports") is True
+    # The link opens the report of that week.
+    week = "http://shop.test/support/reports?start=2026-03-09&amp;end=2026-03-15&amp;tz=UTC"
+    assert [n[1] for n in notifications(host) if week in n[4]] == ["Support summary for 2026-W11"]
     assert [s[1] for s in notifications(host)] == ["Support summary for 2026-W10",
                                                     "Support summary for 2026-W11"]
 
@@ -326,3 +343,77 @@ def test_the_worker_job_sends_the_summary_once(host):
     weekly_summary_job(host.app)
     weekly_summary_job(host.app)
     assert len(notifications(host)) == 1
+
+
+def test_the_business_timeline_agrees_with_business_seconds_between():
+    """The reports' fast business-time arithmetic gives the same seconds as the SLA timers',
+    across nights, weekends, a holiday and both DST changes of a real time zone."""
+    import random
+    from datetime import timedelta
+
+    from shared_inbox.services.business_hours import business_seconds_between, make_schedule
+    from shared_inbox.services.reports import BusinessTimeline
+
+    hours = {"0": [["09:00", "12:00"], ["13:00", "17:30"]], "1": [["09:00", "17:00"]],
+             "2": [["00:00", "24:00"]], "3": [["02:30", "03:30"], ["22:00", "24:00"]],
+             "4": [["09:00", "17:00"]], "5": [["10:00", "14:00"]]}
+    schedule = make_schedule("Europe/Berlin", hours, holidays=[date(2026, 3, 31)])
+    timeline = BusinessTimeline(schedule)
+    rng = random.Random(6)
+    base = datetime(2026, 3, 20)  # DST starts 29 March, ends 25 October
+    for _ in range(400):
+        a = base + timedelta(minutes=rng.randint(0, 60 * 24 * 240))
+        b = a + timedelta(minutes=rng.randint(0, 60 * 24 * 20), seconds=rng.randint(0, 59))
+        assert timeline.seconds(a, b) == pytest.approx(
+            business_seconds_between(schedule, a, b), abs=0.001), (a, b)
+    # Hand-worked: Friday 16:00 Berlin (15:00 UTC) to Monday 10:00 Berlin (08:00 UTC after
+    # the change to summer time): 1 h Friday + 4 h Saturday + 1 h Monday morning.
+    assert timeline.seconds(datetime(2026, 3, 27, 15), datetime(2026, 3, 30, 8)) == 6 * 3600
+
+
+def test_days_and_hours_follow_the_report_time_zone_across_a_dst_change(host):
+    """New York moved to summer time on Sunday 8 March 2026. Two late tickets: Sunday 1 March
+    22:00 EST (Monday 03:00 UTC) and Sunday 8 March 22:00 EDT (Monday 9 March 02:00 UTC)."""
+    ids = seed(host)
+    with host.app.app_context():
+        m = host.inbox.models
+        for created in (datetime(2026, 3, 2, 3), datetime(2026, 3, 9, 2)):
+            host.db.session.add(m.Ticket(mailbox_id=ids["sales"], subject="late", status="pending",
+                                         created_at=created, last_message_at=created))
+        host.db.session.commit()
+
+    utc = report(host, tz="UTC")
+    assert utc.total.new == 6 and utc.heatmap[0][3] == 1 and utc.heatmap[0][10] == 1
+    assert (utc.days[0].day, utc.days[0].new, utc.days[0].closed) == (MON, 2, 1)
+
+    ny = report(host, tz="America/New_York")
+    assert ny.tz == "America/New_York" and (ny.total.new, ny.total.closed) == (6, 4)
+    cells = {(d, h): v for d, row in enumerate(ny.heatmap) for h, v in enumerate(row) if v}
+    # T1 Mon 05, T5 Tue 04, T2 Thu 11, T4 Fri 17, T3 Sat 06 (EST), the late one Sun 22 (EDT).
+    assert cells == {(0, 5): 1, (1, 4): 1, (3, 11): 1, (4, 17): 1, (5, 6): 1, (6, 22): 1}
+    per_day = [(d.new, d.closed) for d in ny.days]
+    assert per_day == [(1, 1), (1, 0), (0, 1), (1, 0), (1, 1), (1, 0), (1, 1)]
+    assert ny.total.replies == 4 and ny.total.rating_count == 3
+
+    # The page uses the zone the mailboxes share by default; a wrong name is refused beside
+    # the field and kept.
+    with host.app.app_context():
+        for mailbox in host.db.session.scalars(sa.select(host.inbox.models.Mailbox)):
+            mailbox.timezone = "America/New_York"
+        host.db.session.commit()
+    boss = client_for(host, ids["boss"])
+    page = boss.get("/support/reports?start=2026-03-02&end=2026-03-08").get_data(as_text=True)
+    assert 'value="America/New_York"' in page and kpi(page, "new") == "6"
+    assert "Sun 22:00–22:59: 1" in page
+    r = boss.get("/support/reports?start=2026-03-02&end=2026-03-08&tz=Mars/Olympus")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 400 and 'value="Mars/Olympus"' in page and "not a time zone" in page
+
+
+def test_the_weekly_summary_waits_for_the_local_week_to_end():
+    from shared_inbox.services.reports import last_week
+
+    # Monday 03:00 UTC is still Sunday evening in New York: its last full week is the one before.
+    assert last_week(datetime(2026, 3, 9, 3)) == (date(2026, 3, 2), date(2026, 3, 8), "2026-W10")
+    assert last_week(datetime(2026, 3, 9, 3), "America/New_York") == \
+        (date(2026, 2, 23), date(2026, 3, 1), "2026-W09")

@@ -498,6 +498,7 @@ class _Hook(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.received.append((self.headers["X-Shared-Inbox-Event"], json.loads(body)))
+        self.server.raw.append((body, self.headers.get("X-Shared-Inbox-Signature")))
         self.send_response(204)
         self.end_headers()
 
@@ -509,6 +510,7 @@ class _Hook(BaseHTTPRequestHandler):
 def hook_server():
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     server.received = []
+    server.raw = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -517,24 +519,38 @@ def hook_server():
 
 
 def test_notify_by_webhook_posts_to_a_real_server(host, world, hook_server):
+    """The rule's webhook is signed like any event and shaped like them (``data.ticket``),
+    with the rule and the triggering message (never its text)."""
     from shared_inbox.services import webhooks
 
     with host.app.app_context():
         m = host.inbox.models
         hook = m.Webhook(name="CRM", url=f"http://127.0.0.1:{hook_server.server_port}/in",
-                         events=[])
+                         events=[])  # no signal event chosen: only the rule sends to it
+        hook.secret = "crm-secret-123"
         host.db.session.add(hook)
         host.db.session.commit()
         hook_id = hook.id
     add_rule(host, "crm", [], [tag("crm"), {"type": "notify_webhook", "webhook_id": hook_id}])
-    t = receive(host, world["support"], raw_mail("Order 55", msgid="w1"))
+    t = receive(host, world["support"], raw_mail("Order 55", body="My card number is secret",
+                                                 msgid="w1"))
     assert rule_runs(host, t) == ["rule crm matched: tagged crm, webhook CRM"]
     with host.app.app_context():
         assert webhooks.deliver_due().delivered == 1
     ((event, body),) = hook_server.received
-    assert event == "rule.matched"
-    assert body["data"]["id"] == t and body["data"]["tags"] == ["crm"]
-    assert body["data"]["rule"]["name"] == "crm"
+    ((raw, signature),) = hook_server.raw
+    assert webhooks.verify("crm-secret-123", raw, signature)
+    assert not webhooks.verify("another-secret", raw, signature)
+    assert event == body["event"] == "rule.matched"
+    data = body["data"]
+    assert data["ticket"]["id"] == t and data["ticket"]["tags"] == ["crm"]
+    assert data["ticket"]["customer"]["email"] == "alice@example.org"
+    assert data["ticket"]["url"].endswith(f"/support/tickets/{t}")
+    assert data["rule"]["name"] == "crm"
+    assert data["message"]["from_email"] == "alice@example.org" and "text" not in data["message"]
+    assert "My card number" not in raw.decode()
+    assert body["text"].startswith(f"Rule matched (crm): #{data['ticket']['number']} Order 55 "
+                                   "(alice@example.org)")
 
 
 def test_escalate_action_makes_it_urgent_and_tells_the_assignee(host, world, mail_server):

@@ -96,6 +96,9 @@ def test_closing_reply_carries_rating_links_and_a_click_records_then_updates(hos
     assert "rated Okay" in page and "Slow, but &lt;b&gt;fixed&lt;/b&gt;" in page
     assert "<b>fixed</b>" not in page
     assert "Satisfaction" in page
+    # The activity log tells how the rating changed.
+    assert "recorded the customer's rating: Great" in page
+    assert "recorded the customer's rating: Okay (was Not good)" in page
 
     with host.app.app_context():
         today = utcnow().date()

@@ -133,5 +133,31 @@ def test_frequent_query_plan_gives_the_same_rows(world, monkeypatch):
              ("brenner", {"folder": "pending"}), ("nothing", {})]
     expected = [_search(c, q, **p) for q, p in cases]
     monkeypatch.setattr(search, "FREQUENT_HITS", 1)
+    monkeypatch.setattr(search, "PG_FREQUENT_HITS", 0)  # PostgreSQL: the walk, not the CTE
     assert [_search(c, q, **p) for q, p in cases] == expected
     assert expected[1] == [world.tent, world.secret] and expected[3] == [world.stove]
+
+
+def test_postgresql_materialises_a_rare_query_first(world, database):
+    """PostgreSQL: a query the planner expects to be rare collects its hits first (GIN) in a
+    MATERIALIZED CTE; left alone the planner may walk every ticket recomputing to_tsvector."""
+    if database != "postgresql":
+        pytest.skip("PostgreSQL plan choice")
+    from shared_inbox.extension import get_state
+
+    host = world.host
+    statements = []
+
+    def _record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    c = world.client(world.ben)
+    with host.app.app_context():
+        engine = get_state(host.app).db.engine
+    sa.event.listen(engine, "before_cursor_execute", _record)
+    try:
+        assert _search(c, "brenner", folder="pending") == [world.stove]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", _record)
+    assert any(s.startswith("EXPLAIN (FORMAT JSON)") for s in statements)
+    assert any("si_search_hits AS MATERIALIZED" in s for s in statements)

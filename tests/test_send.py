@@ -113,11 +113,16 @@ def test_plain_smtp_is_refused_to_a_remote_host(app_ctx):
 
 def test_send_to_the_dev_server_with_and_without_login(app_ctx):
     with DevMailServer(users={"support@example.com": "support"}) as server:
-        assert mailsend.send(_mailbox(server.smtp_port), _simple_message(), ["alice@example.org"]) == {}
+        no_password = _mailbox(server.smtp_port)
+        no_password.smtp_password = ""
+        assert mailsend.send(no_password, _simple_message(), ["alice@example.org"]) == {}
         mailsend.send(_mailbox(server.smtp_port, username="support@example.com"),
                       _simple_message(), ["alice@example.org"])
-        sent = server.wait_for_sent(2)
-    assert [s.auth_login for s in sent] == [None, "support@example.com"]
+        # A blank SMTP user name means the IMAP user name (else the address), as the
+        # mailbox form says, when the server offers AUTH and a password is known.
+        mailsend.send(_mailbox(server.smtp_port), _simple_message(), ["alice@example.org"])
+        sent = server.wait_for_sent(3)
+    assert [s.auth_login for s in sent] == [None, "support@example.com", "support@example.com"]
     assert sent[0].mail_from == "support@example.com" and sent[0].rcpt_tos == ["alice@example.org"]
 
 

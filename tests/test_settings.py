@@ -197,10 +197,14 @@ def test_edit_never_renders_the_password_and_blank_keeps_it(host, client, admin,
     page = client.get("/support/settings/").get_data(as_text=True)
     assert "inactive" in page and f'href="{edit_url}"' in page
 
-    # The stored password still logs in.
+    # The stored IMAP password still logs in; the stored SMTP-only password is not the dev
+    # server's, and the test says so (SMTP is tested too, nothing is sent).
     r = client.post(f"/support/settings/mailboxes/{mailbox.id}/test",
                     data={"csrf_token": token(client, edit_url)}, follow_redirects=True)
-    assert "Saved settings work: connected: folder &#39;INBOX&#39;" in r.get_data(as_text=True)
+    page = html.unescape(r.get_data(as_text=True))
+    assert "Connection failed: SMTP failed: SMTP login failed, check the user name and " \
+        "password" in page
+    assert "connected: folder 'INBOX'" in page
 
 
 def test_edit_with_a_new_password_replaces_it(host, client, admin, mail_server):
@@ -243,6 +247,10 @@ def test_test_before_saving_keeps_the_input_and_saves_nothing(host, client, admi
     page = r.get_data(as_text=True)
     assert r.status_code == 200
     assert "These settings work: connected: folder &#39;INBOX&#39;" in page
+    # SMTP is tried too: logged in (a blank SMTP user name is the IMAP one), nothing sent.
+    assert f"SMTP server 127.0.0.1:{mail_server.smtp_port} accepts mail from {ADDRESS} " \
+        "(logged in)" in page
+    assert mail_server.sent == []
     assert input_value(page, "from_name") == "Ada at Acme Support"
     assert PASSWORD not in page
     assert mailbox_count(host) == 0
@@ -342,3 +350,20 @@ def test_settings_list_shows_poll_health(host, client, admin, mail_server):
     assert "needs re-authorisation" in page
     assert "Last polled 2026-01-02 05:06 UTC." in page
     assert "sales@example.com" in page and "IMAP 127.0.0.1:" in page
+
+
+def test_sent_folder_copy_is_a_per_mailbox_choice(host, client, admin, mail_server):
+    create(client, mail_server)
+    r = create(client, mail_server, email_address="sales@example.com", imap_password="sales-pw",
+               append_to_sent="1")
+    assert r.status_code == 302
+    assert mailbox_row(host, "sales@example.com").append_to_sent is True
+    assert mailbox_row(host).append_to_sent is False
+    edit_url = f"/support/settings/mailboxes/{mailbox_row(host, 'sales@example.com').id}/edit"
+    page = client.get(edit_url).get_data(as_text=True)
+    assert re.search(r'name="append_to_sent" value="1" checked', page)
+    assert "File a copy of each reply in the Sent folder (Sent)" in page
+    data = form_data(mail_server, email_address="sales@example.com", imap_password="")
+    data["csrf_token"] = token(client, edit_url)
+    assert client.post(edit_url, data=data).status_code == 302  # unticked: off again
+    assert mailbox_row(host, "sales@example.com").append_to_sent is False

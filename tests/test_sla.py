@@ -369,6 +369,70 @@ def test_policy_settings_save_and_report_errors_beside_the_field(host, shop, adm
         assert host.db.session.get(host.inbox.models.SlaPolicy, pid) is None
 
 
+def test_changing_a_policy_or_the_hours_re_times_open_tickets(host, shop, admin_client):
+    """Editing the policy moves the due times of tickets already open (from the same
+    starts); closed tickets keep theirs; a breach already mailed for an unchanged target is
+    not mailed again; deleting the policy takes the targets away."""
+    box, _ = shop
+    tid = receive(host, box, mail("Broken kettle", msgid="k1"), FRIDAY_1630)
+    done = receive(host, box, mail("Thanks, all fine", msgid="k2"), FRIDAY_1630)
+    breach_mailed = datetime(2026, 11, 23, 16, 0)
+    with host.app.app_context():
+        m = host.inbox.models
+        change_status(host.db.session.get(m.Ticket, done), "closed")
+        t = host.db.session.get(m.Ticket, tid)
+        t.resolution_breached_at = breach_mailed
+        host.db.session.commit()
+        pid = host.db.session.scalar(sa.select(m.SlaPolicy.id))
+    before_closed = ticket_of(host, done)
+    data = {"csrf_token": CSRF, "name": "Standard", "position": "1", "is_active": "1",
+            "mailbox_id": "", "priority": "", "tag_id": "", "first_response": "1h",
+            "resolution": "8h"}
+    r = admin_client.post(f"/support/settings/service-levels/{pid}", data=data,
+                          follow_redirects=True)
+    assert "SLA policy Standard saved. Due times of 1 open ticket updated." in r.get_data(
+        as_text=True)
+    t = ticket_of(host, tid)
+    # 1h from Friday 16:30 Berlin: 30 min on Friday, 30 on Monday -> 09:30 Berlin.
+    assert t.first_response_due_at == MONDAY_0930 == t.sla_due_at
+    assert t.resolution_due_at == datetime(2026, 11, 23, 15, 30)  # unchanged 8h...
+    assert t.resolution_breached_at == breach_mailed  # ...so its breach is not mailed again
+    closed = ticket_of(host, done)
+    assert closed.first_response_due_at == before_closed.first_response_due_at
+
+    # Three working days to resolve: Friday 30 min + Monday + Tuesday + Wednesday 7h30.
+    admin_client.post(f"/support/settings/service-levels/{pid}", data=dict(data, resolution="24h"))
+    t = ticket_of(host, tid)
+    assert t.resolution_due_at == datetime(2026, 11, 25, 15, 30)
+    assert t.resolution_breached_at is None
+
+    # Longer hours (08:00-18:00) move the due times of open tickets too.
+    hours = {"csrf_token": CSRF, "timezone": "Europe/Berlin", "holidays": "",
+             "auto_close_days": "", "auto_close_message": ""}
+    for day in range(7):
+        hours[f"day_{day}"] = "08:00-18:00" if day < 5 else ""
+    r = admin_client.post(f"/support/settings/mailboxes/{box}/business-hours", data=hours,
+                          follow_redirects=True)
+    assert r.status_code == 200, field_error(r.get_data(as_text=True), "day_0")
+    assert "Due times of 1 open ticket updated." in r.get_data(as_text=True)
+    # 1h from Friday 16:30: 90 minutes are left on Friday -> 17:30 Berlin.
+    assert ticket_of(host, tid).first_response_due_at == datetime(2026, 11, 20, 16, 30)
+
+    r = admin_client.post(f"/support/settings/service-levels/{pid}/delete",
+                          data={"csrf_token": CSRF}, follow_redirects=True)
+    assert "Due times of 1 open ticket updated." in r.get_data(as_text=True)
+    t = ticket_of(host, tid)
+    assert (t.first_response_due_at, t.resolution_due_at, t.sla_due_at, t.sla_policy_id) == (
+        None, None, None, None)
+
+    # A policy added later applies to the tickets already waiting.
+    r = admin_client.post("/support/settings/service-levels/new", data=dict(data, name="Again"),
+                          follow_redirects=True)
+    assert "SLA policy Again added. Due times of 1 open ticket updated." in r.get_data(
+        as_text=True)
+    assert ticket_of(host, tid).first_response_due_at == datetime(2026, 11, 20, 16, 30)
+
+
 def test_business_hours_settings_save_and_report_errors(host, shop, admin_client):
     box, _ = shop
     url = f"/support/settings/mailboxes/{box}/business-hours"

@@ -428,3 +428,35 @@ def test_status_change_is_shown_readably(host, client, world):
     r = client.post(f"/support/tickets/{world['ticket']}/status",
                     data={"status": "pending", "csrf_token": tok}, follow_redirects=True)
     assert "Ada changed status open → pending" in r.get_data(as_text=True)
+
+
+# --- every action says what happened, "nothing" included ---------------------------------
+
+def test_actions_that_change_nothing_still_say_so(host, client, world):
+    """With in-place actions the flash is the only feedback: an action that changes nothing
+    (status already set, same assignee, not snoozed, tag not there) says so too."""
+    tok = as_user(host, client, world["ada"])
+    base = f"/support/tickets/{world['ticket']}"
+
+    def flash_after(path, **data):
+        r = client.post(base + path, data=dict(data, csrf_token=tok), follow_redirects=True)
+        assert r.status_code == 200
+        return re.findall(r'<p class="si-flash si-flash-(\w+)" role="status">([^<]*)</p>',
+                          r.get_data(as_text=True))
+
+    assert flash_after("/status", status="open") == [("info", "Ticket #%d is already open."
+                                                      % world["ticket"])]
+    assert flash_after("/assign", assignee_id="") == [
+        ("info", "Ticket #%d is not assigned to anyone." % world["ticket"])]
+    assert flash_after("/assign", assignee_id=str(world["ada"]))[0][0] == "success"
+    assert flash_after("/assign", assignee_id=str(world["ada"])) == [
+        ("info", "Ticket #%d is already assigned to Ada." % world["ticket"])]
+    assert flash_after("/unsnooze") == [("info", "Ticket #%d was not snoozed." % world["ticket"])]
+    assert flash_after("/tags", name="vip")[0] == ("success", "Added tag vip.")
+    with host.app.app_context():
+        m = host.inbox.models
+        vip = host.db.session.scalar(sa.select(m.Tag.id).where(m.Tag.name == "vip"))
+    assert flash_after(f"/tags/{vip}/remove") == [("success", "Removed tag vip.")]
+    assert flash_after(f"/tags/{vip}/remove") == [
+        ("info", "The ticket does not have the tag vip.")]
+    assert [a for a, _ in activities(host, world["ticket"])].count("status") == 0

@@ -291,3 +291,41 @@ def test_the_macro_embeds_the_form_in_a_host_page(webhost, mail_server):
         "message": "Hello there", "website": ""})
     assert r.status_code == 302
     assert len(rows(host, host.m.Ticket)) == 1
+    # The honeypot stays out of sight even on a page without the inbox's stylesheet.
+    honeypot = page.split('name="website"')[0].rsplit("<div", 1)[1]
+    assert " hidden " in honeypot and 'aria-hidden="true"' in honeypot
+
+
+def test_the_example_shops_contact_pages_look_like_the_shop(tmp_path):
+    """examples/shop embeds the form in its own page (with the inbox's stylesheet) and its
+    layout is the base of the form's error and thank-you pages."""
+    from examples.shop import create_app, inbox
+    from examples.shop.models import db
+
+    app = create_app({"TESTING": True,
+                      "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'shop.db'}",
+                      "SHARED_INBOX_ATTACHMENT_DIR": str(tmp_path / "files")})
+    with app.app_context():
+        inbox.create_all()
+        db.session.add(inbox.models.Mailbox(name="Support", email_address="support@acme.test"))
+        db.session.commit()
+    try:
+        client = app.test_client()
+        page = client.get("/contact").get_data(as_text=True)
+        assert "Acme Outdoor" in page and "Send to Acme support" in page
+        assert '<link rel="stylesheet" href="/support/static/inbox.css">' in page
+        with client.get("/support/static/inbox.css") as css:
+            assert css.status_code == 200 and b".si-webform" in css.get_data()
+        token = page.split('name="csrf_token" value="')[1].split('"')[0]
+        r = client.post("/help/contact", data={"csrf_token": token, "name": "Ty",
+                                               "email": "ty@example.org", "subject": "Hi",
+                                               "message": "", "website": ""})
+        page = r.get_data(as_text=True)
+        assert r.status_code == 422
+        assert "Acme Outdoor" in page and 'href="/contact"' in page  # the shop's header
+        assert field_error(page, "message") == "Your message is required."
+        assert 'value="ty@example.org"' in page
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()

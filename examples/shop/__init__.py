@@ -53,6 +53,8 @@ def create_app(config: dict | None = None) -> Flask:
         SQLALCHEMY_DATABASE_URI=os.environ.get(
             "SHOP_DATABASE_URL", "sqlite:///" + os.path.join(app.instance_path, "shop.db")),
         SHARED_INBOX_URL_PREFIX="/support",
+        # The contact form's own pages (errors, "thank you") look like the rest of the shop.
+        SHARED_INBOX_PUBLIC_BASE_TEMPLATE="shop/layout.html",
     )
     # Production settings from the environment, the Flask way: FLASK_SECRET_KEY,
     # FLASK_SQLALCHEMY_DATABASE_URI, FLASK_SHARED_INBOX_ENCRYPTION_KEYS='["key"]'...
@@ -79,10 +81,12 @@ def create_app(config: dict | None = None) -> Flask:
 
     @inbox.demo_seeder
     def seed_demo(mailboxes):
-        from .seed import print_accounts, seed_accounts_and_orders, seed_memberships
+        from .seed import (print_accounts, seed_accounts_and_orders, seed_automation,
+                           seed_memberships)
 
         seed_accounts_and_orders()
         seed_memberships(mailboxes)
+        seed_automation(mailboxes)
         print_accounts()
 
     register_views(app)

@@ -65,3 +65,24 @@ def print_accounts() -> None:
         role = "admin" if admin else "agent" if staff else "customer, not an agent"
         where = f" — sees {', '.join(MEMBERSHIPS[email])}" if email in MEMBERSHIPS else ""
         click.echo(f"    {email:<18} {password:<12} {role}{where}")
+
+
+def seed_automation(mailboxes: dict) -> None:
+    """Once: an SLA policy and a rule on the shop's own customer data, so the demo's inbox
+    shows due times and a tag the orders decided (both editable under Settings)."""
+    from shared_inbox.extension import get_state
+    from shared_inbox.services.rules import next_position
+
+    m = get_state().models
+    if db.session.scalar(sa.select(sa.func.count(m.SlaPolicy.id))) or db.session.scalar(
+            sa.select(sa.func.count(m.Rule.id))):
+        return  # the demo ran before: keep what the admin configured since
+    db.session.add(m.SlaPolicy(name="Standard", position=1, first_response_minutes=4 * 60,
+                               resolution_minutes=3 * 24 * 60))
+    db.session.add(m.Rule(
+        name="Repeat customers", position=next_position(), trigger="new", match="all",
+        is_active=True,
+        conditions=[{"field": "customer", "key": "orders.count", "op": "greater", "value": "2"}],
+        actions=[{"type": "add_tag", "tag": "repeat customer"}]))
+    db.session.commit()
+

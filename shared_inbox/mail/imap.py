@@ -7,6 +7,7 @@ selection, so nothing on the server changes unless the admin asked for it.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -23,7 +24,7 @@ from ..config import cv
 from ..extension import get_state
 from ..models import utcnow
 from .net import is_loopback
-from ..services.ingest import ingest
+from ..services.ingest import commit_with_files, ingest
 
 log = logging.getLogger("shared_inbox.imap")
 
@@ -60,6 +61,7 @@ def connect(mailbox) -> imapclient.IMAPClient:
             host, port=port, ssl=security == "ssl", timeout=timeout,
             ssl_context=ssl.create_default_context() if security != "plain" else None,
         )
+        _quiet_imaplib(client)
         if security == "starttls":
             try:
                 client.starttls(ssl.create_default_context())
@@ -93,6 +95,18 @@ def connect(mailbox) -> imapclient.IMAPClient:
         # Keep a refreshed (or rotated) token even if nothing else of this poll is kept.
         get_state().db.session.commit()
     return client
+
+
+def _quiet_imaplib(client) -> None:
+    """imapclient sets imaplib's debug level to 5 to route its trace to the
+    ``imapclient.imaplib`` logger; imaplib then builds ``repr()`` of every response, the
+    whole message included, even when that logger drops it: for a 34 MB message about
+    80 MB of strings (2.3 times the message) and a few percent of the poll's CPU.  Keep
+    the trace only when someone listens."""
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        imap = getattr(client, "_imap", None)
+        if imap is not None and hasattr(imap, "debug"):
+            imap.debug = 0
 
 
 def _close_quietly(client) -> None:
@@ -199,10 +213,13 @@ def poll_mailbox(mailbox) -> PollResult:
     # every commit would double its queries. Other code sees fresh rows as usual.
     current = session()  # the scoped session's Session for this context
     expire_on_commit, current.expire_on_commit = current.expire_on_commit, False
+    # Attachment and raw files are fsynced together before each batch's commit.
+    deferred = getattr(state.storage, "deferred_sync", None)
     try:
         client = connect(mailbox)
         try:
-            _fetch_new(client, mailbox, sync, result, owner)
+            with deferred() if deferred is not None else contextlib.nullcontext():
+                _fetch_new(client, mailbox, sync, result, owner)
         finally:
             _logout_quietly(client)
     except MailboxNeedsReauthorisation as exc:
@@ -329,7 +346,7 @@ def _ingest_batch(mailbox, sync, items, result: PollResult, *, folder: str,
             else:
                 ingested += 1
         sync.last_uid = items[-1][0]
-        session.commit()
+        commit_with_files()
     except Exception:
         session.rollback()
         log.info("a batch of %s failed; ingesting it one message per transaction",
@@ -346,7 +363,6 @@ def _ingest_batch(mailbox, sync, items, result: PollResult, *, folder: str,
 def _ingest_one_by_one(mailbox, sync, items, result: PollResult, *, folder: str,
                        uidvalidity: int, importing: bool) -> None:
     """The slow path of a failed batch: each message in its own transaction."""
-    session = get_state().db.session
     for uid, raw, received in items:
         # Advanced in the same transaction as the message (ingest commits it).
         sync.last_uid = uid
@@ -361,7 +377,7 @@ def _ingest_one_by_one(mailbox, sync, items, result: PollResult, *, folder: str,
         else:
             result.ingested += 1
     sync.last_uid = items[-1][0]
-    session.commit()
+    commit_with_files()
 
 
 def _known_uids(mailbox, uidvalidity: int, uids: list[int]) -> set[int]:

@@ -661,10 +661,40 @@ def _parse_address_header(name: str, raw: str, defects: _Defects) -> list[Addres
     return addresses
 
 
+# The everyday shapes -- ``a@b.example``, ``<a@b.example>``, ``Ann Lee <a@b.example>``,
+# ``"Lee, Ann" <a@b.example>`` in plain ASCII -- give what the header registry gives without
+# its (slow) parser; anything else (encoded words, comments, lists, groups...) takes it.
+_SIMPLE_ADDRESS = re.compile(
+    r'[ \t]*(?:"(?P<quoted>[^"\\\r\n]*)"[ \t]*|(?P<atoms>[A-Za-z0-9!#$%&\'*+/?^_`{|}~-]+'
+    r'(?: [A-Za-z0-9!#$%&\'*+/?^_`{|}~-]+)*) )?'
+    r'(?:<(?P<bracketed>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>'
+    r'|(?P<bare>[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*))'
+    r'[ \t]*')
+
+
+def _simple_address(text: str) -> list[Address] | None:
+    m = _SIMPLE_ADDRESS.fullmatch(text)
+    if m is None or (m.group("bare") and (m.group("quoted") is not None or m.group("atoms"))):
+        return None
+    spec = m.group("bracketed") or m.group("bare")
+    local = spec.rpartition("@")[0]
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None  # obsolete local parts: the registry's call
+    email_addr = _normalise_email(spec)
+    if not email_addr:
+        return None
+    display = m.group("quoted") if m.group("quoted") is not None else (m.group("atoms") or "")
+    return [Address(_clean_header_text(display), email_addr)]
+
+
 def _parse_address_header_uncapped(name: str, raw: str, defects: _Defects) -> list[Address]:
     text = _unfold(raw[:MAX_HEADER_CHARS])
     if not text.strip():
         return []
+    if "=?" not in text:
+        simple = _simple_address(text)
+        if simple is not None:
+            return simple
     found: list[Address] | None = []
     try:
         header = _policy.default.header_factory(name, text)
@@ -1223,11 +1253,21 @@ class _LenientMessage(EmailMessage):
     unsplit."""
 
     def _lenient_content_type(self) -> tuple[str | None, dict[str, str]]:
-        raw = _raw_first(_raw_headers(self), "content-type")
+        raw = None
+        for name, value in getattr(self, "_headers", ()):
+            if str(name).strip().lower() == "content-type":
+                raw = value if isinstance(value, str) else str(value)
+                break
         if raw is None:
             return None, {}
+        # Asked about ten times per part while parsing: parsed once per header value.
+        cached = self.__dict__.get("_si_content_type")
+        if cached is not None and cached[0] is raw:
+            return cached[1]
         ctype, params = _parse_param_header(raw)
-        return (ctype if _VALID_TYPE.fullmatch(ctype) else "text/plain"), params
+        result = (ctype if _VALID_TYPE.fullmatch(ctype) else "text/plain"), params
+        self._si_content_type = (raw, result)
+        return result
 
     def get_content_type(self) -> str:
         ctype, _params = self._lenient_content_type()

@@ -311,14 +311,112 @@ def send(mailbox, email_message: EmailMessage | bytes, rcpts, *, mail_from: str 
             raise TransientSendError(
                 f"connection to smtp {where} failed ({exc.__class__.__name__}: {exc})") from exc
     finally:
-        try:
-            smtp.quit()
-        except Exception:  # already closed
-            try:
-                smtp.close()
-            except Exception:
-                pass
+        _close(smtp)
     return {r: _reply_text(c, t) for r, (c, t) in (refused or {}).items()}
+
+
+def _connect(mailbox, timeout: float | None):
+    """An open ``smtplib`` connection to the mailbox's server and "host:port" for errors."""
+    host, port, security = mailbox.smtp_host, mailbox.smtp_port, mailbox.smtp_security or "starttls"
+    if not host:
+        raise TransientSendError("no SMTP server is configured for this mailbox")
+    if security not in ("ssl", "starttls", "plain"):
+        raise PermanentSendError(f"unknown SMTP security {security!r}")
+    if security == "plain" and not is_loopback(host):
+        raise TransientSendError(
+            "unencrypted SMTP is only allowed to this machine (127.0.0.1); choose SSL or STARTTLS")
+    timeout = cv("IMAP_TIMEOUT") if timeout is None else timeout
+    where = f"{host}:{port}"
+    try:
+        if security == "ssl":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout,
+                                    context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=timeout)
+    except ssl.SSLCertVerificationError as exc:
+        raise TransientSendError(f"certificate of {host} not trusted: {exc.verify_message}") from exc
+    except socket.gaierror as exc:
+        raise TransientSendError(f"cannot find the SMTP server {host!r}: check the host name") from exc
+    except smtplib.SMTPConnectError as exc:
+        raise _classify(exc.smtp_code, f"SMTP server {where} refused the connection: "
+                        + _reply_text(exc.smtp_code, exc.smtp_error)) from exc
+    except (OSError, smtplib.SMTPException) as exc:
+        raise TransientSendError(
+            f"cannot connect to smtp {where} ({exc.__class__.__name__}: {exc})") from exc
+    return smtp, where
+
+
+def _wants_login(smtp, mailbox) -> bool:
+    """Log in with a user name or XOAUTH2, and also when the server offers AUTH and a
+    password is known: a blank SMTP user name means "the IMAP user name" (as the mailbox
+    form says), not "send without logging in"."""
+    if mailbox.smtp_username or mailbox.auth_type == "xoauth2":
+        return True
+    if not smtp.has_extn("auth"):
+        return False
+    from ..crypto import SecretDecryptionError
+
+    try:
+        return bool(mailbox.smtp_password)
+    except SecretDecryptionError:
+        return False
+
+
+def _start(smtp, mailbox, where: str) -> bool:
+    """EHLO, STARTTLS when asked for, and the login; True when it logged in."""
+    smtp.ehlo()
+    if (mailbox.smtp_security or "starttls") == "starttls":
+        smtp.starttls(context=ssl.create_default_context())
+        smtp.ehlo()
+    if not _wants_login(smtp, mailbox):
+        return False
+    from .oauth import OAuthError, smtp_login
+
+    try:
+        smtp_login(smtp, mailbox)
+    except smtplib.SMTPAuthenticationError as exc:
+        raise TransientSendError(
+            "SMTP login failed, check the user name and password: "
+            + _reply_text(exc.smtp_code, exc.smtp_error)) from exc
+    except OAuthError as exc:
+        raise TransientSendError(str(exc)) from exc
+    return True
+
+
+def _close(smtp) -> None:
+    try:
+        smtp.quit()
+    except Exception:  # already closed
+        try:
+            smtp.close()
+        except Exception:
+            pass
+
+
+def check_smtp(mailbox, timeout: float | None = None) -> str:
+    """Connect, log in and ask whether the server takes mail from the mailbox's address
+    (``MAIL FROM`` then ``RSET``: nothing is sent). Returns a one-line summary for the
+    settings page; raises :class:`SendError` with the reason otherwise."""
+    smtp, where = _connect(mailbox, timeout)
+    try:
+        try:
+            logged_in = _start(smtp, mailbox, where)
+            code, text = smtp.mail(mailbox.email_address)
+            if code != 250:
+                raise _classify(code, f"the SMTP server {where} refuses mail from "
+                                      f"{mailbox.email_address}: " + _reply_text(code, text))
+            smtp.rset()
+        except smtplib.SMTPResponseException as exc:
+            raise _classify(exc.smtp_code, _reply_text(exc.smtp_code, exc.smtp_error)) from exc
+        except ssl.SSLError as exc:
+            raise TransientSendError(f"TLS with {where} failed: {exc}") from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransientSendError(
+                f"connection to smtp {where} failed ({exc.__class__.__name__}: {exc})") from exc
+    finally:
+        _close(smtp)
+    how = "logged in" if logged_in else "no login asked for"
+    return f"SMTP server {where} accepts mail from {mailbox.email_address} ({how})"
 
 
 def parse_address(value: str) -> str | None:

@@ -1,4 +1,6 @@
-"""Customers are found by address; their name follows their latest mail."""
+"""Customers are found by address. Their name comes from the first mail that gives one;
+after that it is the agents' to edit on the profile page (a later mail, whose display name
+anyone can set, never overwrites it)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -17,6 +19,6 @@ def get_or_create_customer(email: str, name: str = ""):
         customer = m.Customer(email=email, name=name or "")
         state.db.session.add(customer)
         state.db.session.flush()
-    elif name and customer.name != name:
+    elif name and not customer.name:
         customer.name = name
     return customer

@@ -51,6 +51,16 @@ def fingerprint(parsed: ParsedMessage) -> str:
     return h.hexdigest()
 
 
+def commit_with_files() -> None:
+    """Commit the session after making the files it refers to durable (the poller defers
+    storage fsyncs to one concurrent sync per transaction: ``storage.deferred_sync``)."""
+    state = get_state()
+    sync = getattr(state.storage, "sync", None)
+    if sync is not None:
+        sync()
+    state.db.session.commit()
+
+
 def _naive_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -94,7 +104,7 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
     try:
         message = _ingest_uncommitted(mailbox, raw, folder, uidvalidity, uid, received_at,
                                       imported)
-        session.commit()
+        commit_with_files()
         return message
     except IntegrityError:
         # Another poller committed this UID first.
@@ -107,12 +117,22 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
         message.is_imported = imported
         if uid is not None:
             _ledger(mailbox, folder, uidvalidity, uid, message)
-        session.commit()
+        commit_with_files()
         return message
 
 
 def _ingest_uncommitted(mailbox, raw: bytes, folder, uidvalidity, uid, received_at, imported):
-    """The message and its ledger row, added to the session's transaction (not committed)."""
+    """The message and its ledger row, added to the session's transaction (not committed).
+
+    The lookups below (duplicate, customer, thread) read only rows that are flushed
+    explicitly when created (messages, tickets, customers); the previous message's
+    attachments, activity and ledger rows ride along with this message's flush instead of
+    an autoflush of their own before every lookup."""
+    with get_state().db.session.no_autoflush:
+        return _ingest_unflushed(mailbox, raw, folder, uidvalidity, uid, received_at, imported)
+
+
+def _ingest_unflushed(mailbox, raw: bytes, folder, uidvalidity, uid, received_at, imported):
     # Large base64 attachments go straight to storage; ``parsed_raw`` is what the parser
     # read (``raw``, or a copy without those bodies). ``raw`` is still stored whole.
     parsed, parsed_raw = parse_with_large_parts(raw, get_state().storage,
@@ -185,19 +205,21 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
     if date > now:
         date = now
     new_ticket = ticket is None
+    split = split_reply(parsed.text or "")
     if new_ticket:
+        # Complete before its INSERT (no UPDATE of the new row afterwards).
         ticket = m.Ticket(
             mailbox_id=mailbox.id, customer_id=customer.id,
             subject=(parsed.subject or "(no subject)")[:998], status="open",
-            created_at=date, last_message_at=date, message_count=0,
+            created_at=date, last_message_at=date, last_inbound_at=date, message_count=1,
+            snippet=snippet_of(split.reply or parsed.text),
+            is_flagged=bool(parsed.is_malformed or kind.is_bounce),
         )
-        session.add(ticket)
-        session.flush()
+        session.add(ticket)  # inserted by the message's flush below
         reason = "new conversation"
 
-    split = split_reply(parsed.text or "")
     message = m.Message(
-        ticket_id=ticket.id, mailbox_id=mailbox.id, kind="inbound",
+        mailbox_id=mailbox.id, kind="inbound",
         from_name=(sender.name if sender else "")[:255],
         from_email=(sender.email if sender else "")[:320],
         to=[[a.name, a.email] for a in parsed.to], cc=[[a.name, a.email] for a in parsed.cc],
@@ -213,7 +235,12 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
         body_html=parsed.html, raw_key=raw_key, raw_size=len(raw), content_hash=content_hash,
         is_malformed=parsed.is_malformed, parse_error=parsed.error, thread_reason=reason,
         date=date, created_at=now,
+        automation_state=pending_state(new_ticket=new_ticket, imported=imported),
     )
+    if new_ticket:
+        message.ticket = ticket  # one flush inserts both
+    else:
+        message.ticket_id = ticket.id  # (no load of the ticket's message list)
     session.add(message)
     session.flush()
     for att in parsed.attachments:
@@ -227,14 +254,12 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
             is_inline=att.is_inline,
         ))
 
-    if parsed.is_malformed or kind.is_bounce:
+    if (parsed.is_malformed or kind.is_bounce) and not ticket.is_flagged:
         ticket.is_flagged = True
     if kind.is_bounce and bounced is not None and bounced.kind == "outbound":
         bounced.send_status = "bounced"
         bounced.send_error = "; ".join(kind.reasons)[:2000] or "the message bounced"
-    message.automation_state = pending_state(new_ticket=new_ticket, imported=imported)
-    if new_ticket:
-        _touch_ticket_inbound(ticket, message, split.reply or parsed.text, date)
+    if new_ticket:  # counters, snippet and dates were set above
         record_activity(ticket, "created", mailbox=mailbox.email_address)
     elif kind.is_automated:
         # An out-of-office or a bounce joins the conversation but does not make the

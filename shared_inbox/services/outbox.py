@@ -207,7 +207,7 @@ def _deliver_claimed(message_id: int, now: datetime | None) -> str:
         signals.send(signals.reply_sent, ticket=message.ticket, message=message)
     session.commit()
     log.info("sent message %s of ticket %s", message.id, message.ticket_id)
-    if message.kind == "outbound" and cv("APPEND_TO_SENT"):
+    if message.kind == "outbound" and (cv("APPEND_TO_SENT") or mailbox.append_to_sent):
         _append_to_sent(mailbox, data)
     return "sent"
 

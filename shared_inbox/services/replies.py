@@ -119,9 +119,11 @@ def agent_name(user) -> str:
 
 
 def _from_name(mailbox, author) -> str:
-    if mailbox.from_name:
-        return mailbox.from_name
+    """The mailbox's From name, ``{agent}`` replaced by the author's name ("{agent} at Acme
+    Support" -> "Ada at Acme Support"); blank: "<agent> at <mailbox name>"."""
     name = agent_name(author)
+    if mailbox.from_name:
+        return " ".join(mailbox.from_name.replace("{agent}", name).split()) or mailbox.name
     return f"{name} at {mailbox.name}" if name else mailbox.name
 
 

@@ -669,10 +669,11 @@ def _do_notify_webhook(action, rule, event) -> str:
         raise RuleActionError("the webhook no longer exists")
     if not getattr(hook, "is_active", True):
         raise RuleActionError(f"the webhook {_webhook_label(hook)} is disabled")
-    payload = webhooks.ticket_payload(event.ticket)
-    if isinstance(payload, dict):
-        payload.setdefault("rule", {"id": rule.id, "name": rule.name})
-    webhooks.queue_delivery(hook, "rule.matched", payload)
+    # Shaped like the signals' events (``data.ticket``), plus the rule and the message that
+    # triggered it (without its text), so one receiver reads every event the same way.
+    payload = webhooks.event_payload(webhooks.RULE_EVENT, event.ticket, message=event.message)
+    payload["rule"] = {"id": rule.id, "name": rule.name}
+    webhooks.queue_delivery(hook, webhooks.RULE_EVENT, payload)
     return f"webhook {_webhook_label(hook)}"
 
 

@@ -43,6 +43,8 @@ SIGNATURE_HEADER = "X-Shared-Inbox-Signature"
 PENDING = ("queued", "retry")
 #: The event of the settings page's "send test" button (not a signal).
 TEST_EVENT = "ping"
+#: The event of the rule action "notify a webhook" (sent whatever events the webhook chose).
+RULE_EVENT = "rule.matched"
 #: How long a sender holds a claimed row before another worker may try it again.
 LEASE_SECONDS = 300
 #: Characters of message text carried in a payload.
@@ -146,6 +148,7 @@ SUMMARIES = {
     "ticket.assigned": "Ticket assigned",
     "ticket.status_changed": "Status changed",
     TEST_EVENT: "Test delivery",
+    RULE_EVENT: "Rule matched",
 }
 
 
@@ -164,6 +167,10 @@ def summary_text(event: str, data: dict) -> str:
         line += f" {data.get('old_status')} → {data.get('new_status')}"
     if event == "ticket.assigned":
         line += f" to {(data.get('assignee') or {}).get('name') or 'nobody'}"
+    rule = data.get("rule") if event == RULE_EVENT else None
+    if rule:
+        name = rule.get("name") if isinstance(rule, dict) else rule
+        line = line.replace(head, f"{head} ({name})", 1)
     return f"{line} {ticket.get('url') or ''}".rstrip()
 
 

@@ -143,4 +143,6 @@ def register(bp):
             state.db.session.commit()
             error = deliver_now(msg)
             flash("Sent." if error is None else "Queued to be sent again.", "success")
+        else:
+            flash("This message is not waiting to be sent again.", "info")
         return redirect(ticket_url(msg.ticket_id) + f"#message-{msg.id}")

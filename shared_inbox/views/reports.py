@@ -5,7 +5,8 @@ figures (their tickets and their replies) in the mailboxes they belong to.
 """
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from flask import Response, render_template, request
 from flask_login import current_user
@@ -14,8 +15,8 @@ from ..access import is_admin, user_id, visible_mailbox_ids
 from ..models import utcnow
 from ..services import charts
 from ..services.reports import (
-    RATING_LABELS, ReportError, check_range, compute_report, figures_csv, format_duration,
-    format_percent, tickets_csv,
+    RATING_LABELS, ReportError, check_range, compute_report, default_timezone, figures_csv,
+    format_duration, format_percent, tickets_csv, valid_zone,
 )
 
 DEFAULT_DAYS = 30
@@ -30,12 +31,34 @@ def _parse_date(value: str, label: str, errors: dict, name: str):
 
 
 def read_range():
-    """(form values, errors, start, end, mailbox_id) from the query string."""
-    today = utcnow().date()
-    form = {"start": request.args.get("start") or (today - timedelta(days=DEFAULT_DAYS - 1))
-            .isoformat(), "end": request.args.get("end") or today.isoformat(),
-            "mailbox": request.args.get("mailbox", "")}
+    """(form values, errors, start, end, mailbox_id, zone) from the query string.
+
+    The time zone defaults to the one the mailboxes in view share (else UTC), so a shop in
+    Berlin sees Berlin days and hours without choosing anything."""
+    form = {"start": request.args.get("start", ""), "end": request.args.get("end", ""),
+            "mailbox": request.args.get("mailbox", ""), "tz": request.args.get("tz", "").strip()}
     errors: dict[str, str] = {}
+    mailbox_id = None
+    if form["mailbox"]:
+        try:
+            mailbox_id = int(form["mailbox"])
+        except ValueError:
+            errors["mailbox"] = "Choose a mailbox from the list."
+    zone = None
+    if form["tz"]:
+        try:
+            zone = valid_zone(form["tz"])
+        except ReportError as exc:
+            errors["tz"] = str(exc)
+    else:
+        ids = _scope(mailbox_id)[0] if "mailbox" not in errors else None
+        zone = form["tz"] = default_timezone(ids)
+    if zone:
+        today = utcnow().replace(tzinfo=timezone.utc).astimezone(ZoneInfo(zone)).date()
+    else:
+        today = utcnow().date()
+    form["start"] = form["start"] or (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat()
+    form["end"] = form["end"] or today.isoformat()
     start = _parse_date(form["start"], "Start", errors, "start")
     end = _parse_date(form["end"], "End", errors, "end")
     if start and end:
@@ -43,13 +66,7 @@ def read_range():
             check_range(start, end)
         except ReportError as exc:
             errors["end"] = str(exc)
-    mailbox_id = None
-    if form["mailbox"]:
-        try:
-            mailbox_id = int(form["mailbox"])
-        except ValueError:
-            errors["mailbox"] = "Choose a mailbox from the list."
-    return form, errors, start, end, mailbox_id
+    return form, errors, start, end, mailbox_id, zone
 
 
 def _scope(mailbox_id):
@@ -70,25 +87,28 @@ def register(bp) -> None:
     def reports():
         from ..access import visible_mailboxes
 
-        form, errors, start, end, mailbox_id = read_range()
+        from ..services.business_hours import timezone_names
+
+        form, errors, start, end, mailbox_id, zone = read_range()
         report = None
         if not errors:
             ids, agent = _scope(mailbox_id)
-            report = compute_report(start, end, mailbox_ids=ids, agent_id=agent)
+            report = compute_report(start, end, mailbox_ids=ids, agent_id=agent, tz=zone)
         return render_template(
             "shared_inbox/reports.html", form=form, errors=errors, report=report,
+            zones=timezone_names(),
             mailboxes=visible_mailboxes(), admin=is_admin(), fmt=format_duration,
             pct=format_percent, chart=_charts(report) if report else None,
             rating_labels=RATING_LABELS,
         ), 400 if errors else 200
 
     def _csv(kind: str):
-        form, errors, start, end, mailbox_id = read_range()
+        form, errors, start, end, mailbox_id, zone = read_range()
         if errors:
             return Response("\n".join(errors.values()) + "\n", 400, mimetype="text/plain")
         ids, agent = _scope(mailbox_id)
         report = compute_report(start, end, mailbox_ids=ids, agent_id=agent,
-                                with_tickets=kind == "tickets")
+                                with_tickets=kind == "tickets", tz=zone)
         body = figures_csv(report) if kind == "figures" else tickets_csv(report)
         name = f"{kind}-{start.isoformat()}-{end.isoformat()}.csv"
         return Response(body, mimetype="text/csv", headers={
@@ -114,5 +134,6 @@ def _charts(report) -> dict:
             labels, [d.first_response_median for d in report.days],
             label="Median first response time per day", name="median first response",
             fmt=format_duration),
-        "heatmap": charts.heatmap(report.heatmap, label="New tickets by weekday and hour (UTC)"),
+        "heatmap": charts.heatmap(report.heatmap,
+                                  label=f"New tickets by weekday and hour ({report.tz})"),
     }

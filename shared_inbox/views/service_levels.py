@@ -178,6 +178,13 @@ class PolicyForm(Form):
         policy.resolution_minutes = self.cleaned.get("resolution")
 
 
+def _updated(changed: int) -> str:
+    """The flash's tail after open tickets got new due times (see sla.reapply_policies)."""
+    if not changed:
+        return ""
+    return f" Due times of {changed} open ticket{'s' if changed != 1 else ''} updated."
+
+
 # -- routes ------------------------------------------------------------------------------------
 def sla_info(ticket, now=None) -> dict:
     """What the ticket page shows about its SLA (due times, state, policy name)."""
@@ -251,8 +258,10 @@ def register(bp) -> None:
         if not form.is_valid:
             return render_index(form, 400)
         _replace_holidays(None, holidays or [])
+        session().flush()
+        changed = sla.reapply_policies()
         session().commit()
-        flash("Holidays for every mailbox saved.", "success")
+        flash(f"Holidays for every mailbox saved.{_updated(changed)}", "success")
         return redirect(url_for(f"{bp.name}.service_levels"))
 
     def render_policy(form, policy=None, status=200):
@@ -273,8 +282,10 @@ def register(bp) -> None:
         policy = models().SlaPolicy()
         form.apply(policy)
         session().add(policy)
+        session().flush()
+        changed = sla.reapply_policies()
         session().commit()
-        flash(f"SLA policy {policy.name} added. It applies to new tickets.", "success")
+        flash(f"SLA policy {policy.name} added.{_updated(changed)}", "success")
         return redirect(url_for(f"{bp.name}.service_levels"))
 
     @bp.route("/settings/service-levels/<int:policy_id>", methods=["GET", "POST"])
@@ -287,8 +298,10 @@ def register(bp) -> None:
         if not form.validate(*choices()):
             return render_policy(form, policy, 400)
         form.apply(policy)
+        session().flush()
+        changed = sla.reapply_policies()
         session().commit()
-        flash(f"SLA policy {policy.name} saved. It applies to new tickets.", "success")
+        flash(f"SLA policy {policy.name} saved.{_updated(changed)}", "success")
         return redirect(url_for(f"{bp.name}.service_levels"))
 
     @bp.route("/settings/service-levels/<int:policy_id>/delete", methods=["POST"])
@@ -297,8 +310,10 @@ def register(bp) -> None:
         policy = get_or_404(models().SlaPolicy, policy_id)
         name = policy.name
         session().delete(policy)
+        session().flush()
+        changed = sla.reapply_policies()
         session().commit()
-        flash(f"SLA policy {name} deleted; tickets keep the due times they have.", "success")
+        flash(f"SLA policy {name} deleted.{_updated(changed)}", "success")
         return redirect(url_for(f"{bp.name}.service_levels"))
 
     def render_hours(form, mailbox, status=200):
@@ -321,6 +336,8 @@ def register(bp) -> None:
         mailbox.auto_close_days = form.cleaned.get("auto_close_days")
         mailbox.auto_close_message = form.cleaned["auto_close_message"]
         _replace_holidays(mailbox.id, form.cleaned["holidays"])
+        session().flush()
+        changed = sla.reapply_policies()
         session().commit()
-        flash(f"Business hours of {mailbox.name} saved.", "success")
+        flash(f"Business hours of {mailbox.name} saved.{_updated(changed)}", "success")
         return redirect(url_for(f"{bp.name}.business_hours_settings", mailbox_id=mailbox.id))

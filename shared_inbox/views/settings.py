@@ -5,6 +5,7 @@ import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from ..access import require_admin, user_id
+from ..config import cv
 from ..extension import get_state
 from ..forms import AFTER_FETCH_CHOICES, IMPORT_CHOICES, SECURITY_CHOICES, MailboxForm
 from ..models import utcnow
@@ -38,6 +39,28 @@ def _address_taken(address: str, mailbox=None) -> bool:
 
 
 def _try_connection(mailbox) -> tuple[bool, str]:
+    """(both worked?, one line for a person): IMAP (log in, open the folder), then SMTP
+    (log in, would it take mail from the mailbox's address; nothing is sent)."""
+    results = [_try_imap(mailbox), _try_smtp(mailbox)]
+    # What failed comes first: it is what the admin has to fix.
+    ordered = [r for r in results if not r[0]] + [r for r in results if r[0]]
+    return all(ok for ok, _ in results), "; ".join(message for _, message in ordered)
+
+
+def _try_smtp(mailbox) -> tuple[bool, str]:
+    from ..crypto import SecretDecryptionError
+    from ..mail.oauth import OAuthError
+    from ..mail.send import SendError, check_smtp
+
+    try:
+        return True, check_smtp(mailbox)
+    except (SendError, OAuthError) as exc:
+        return False, f"SMTP failed: {exc}"
+    except SecretDecryptionError as exc:
+        return False, f"SMTP failed: {exc}: enter the password again"
+
+
+def _try_imap(mailbox) -> tuple[bool, str]:
     """(worked?, one line for a person) for logging in and opening the mailbox's folder."""
     from imapclient.exceptions import IMAPClientError
 
@@ -76,7 +99,7 @@ def register(bp):
             "shared_inbox/mailbox_form.html", form=form, mailbox=mailbox,
             security_choices=SECURITY_CHOICES, after_fetch_choices=AFTER_FETCH_CHOICES,
             import_choices=IMPORT_CHOICES, test_result=test_result,
-            today=utcnow().date().isoformat(),
+            today=utcnow().date().isoformat(), si_sent_folder=cv("SENT_FOLDER"),
         ), status
 
     def mailbox_form(mailbox=None):

@@ -47,6 +47,8 @@ def register(bp):
         if remove_tag(t, tag, actor=current_user._get_current_object()):
             state.db.session.commit()
             flash(f"Removed tag {tag.name}.", "success")
+        else:
+            flash(f"The ticket does not have the tag {tag.name}.", "info")
         return back(t)
 
     @bp.route("/settings/tags/")

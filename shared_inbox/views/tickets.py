@@ -92,6 +92,14 @@ def register(bp):
                 flash(f"Ticket #{t.number} was merged into #{target.number}; "
                       "its messages are here.", "info")
                 return redirect(url_for(f"{bp.name}.ticket", ticket_id=target.id))
+        me = _me()
+        # The writes first, committed before anything is loaded: a commit expires every
+        # loaded object, and the template would then reload each message on its own.
+        if request.headers.get("X-Requested-With") != "fetch":
+            # Collision safety: others see this agent at once. Not for the page an in-place
+            # action fetches (inbox.js): that would reset "replying" while a draft is open.
+            presence.heartbeat(t, me)
+        mark_read(t, me)  # commits
         messages = list(state.db.session.scalars(
             sa.select(m.Message).where(m.Message.ticket_id == t.id)
             .options(sa.orm.selectinload(m.Message.attachments),
@@ -107,12 +115,6 @@ def register(bp):
         html = {msg.id: html_for_display(msg, endpoint, show_images=msg.id == show_images)
                 for msg in messages}
         remote_images = {msg.id for msg in messages if has_remote_images(msg)}
-        me = _me()
-        if request.headers.get("X-Requested-With") != "fetch":
-            # Collision safety: others see this agent at once. Not for the page an in-place
-            # action fetches (inbox.js): that would reset "replying" while a draft is open.
-            presence.heartbeat(t, me)
-        mark_read(t, me)
         agents = assignable_agents(t.mailbox)
         response = make_response(render_template(
             "shared_inbox/ticket.html", ticket=t, messages=messages, html=html,
@@ -160,6 +162,11 @@ def register(bp):
             else:
                 flash(f"Ticket #{t.number} is now assigned to {name(assignee)['name']}.",
                       "success")
+        elif assignee is None:  # every action says what happened, "nothing" included
+            flash(f"Ticket #{t.number} is not assigned to anyone.", "info")
+        else:
+            flash(f"Ticket #{t.number} is already assigned to "
+                  f"{state.extension.display_user(assignee)['name']}.", "info")
         return back(t)
 
     @bp.route("/tickets/<int:ticket_id>/snooze", methods=["POST"])
@@ -185,6 +192,8 @@ def register(bp):
         if unsnooze(t, actor=_me()):
             state.db.session.commit()
             flash(f"Ticket #{t.number} is no longer snoozed.", "success")
+        else:
+            flash(f"Ticket #{t.number} was not snoozed.", "info")
         return back(t)
 
     @bp.route("/tickets/<int:ticket_id>/merge", methods=["POST"])
@@ -220,6 +229,8 @@ def register(bp):
         if change_status(t, status, actor=current_user._get_current_object()):
             state.db.session.commit()
             flash(f"Ticket #{t.number} is now {status}.", "success")
+        else:
+            flash(f"Ticket #{t.number} is already {status}.", "info")
         return redirect(url_for(f"{bp.name}.ticket", ticket_id=t.id))
 
     @bp.route("/messages/<int:message_id>/split", methods=["POST"])

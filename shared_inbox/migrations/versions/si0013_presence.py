@@ -1,4 +1,5 @@
-"""Collision safety: who is viewing or replying to a ticket right now.
+"""Collision safety: who is viewing or replying to a ticket right now; and the per-mailbox
+choice to file a copy of each reply in the Sent folder.
 
 Revision ID: si0013
 Revises: si0012
@@ -27,8 +28,13 @@ def upgrade():
         sa.UniqueConstraint("ticket_id", "user_id"),
     )
     op.create_index("ix_" + t("presence_last_seen"), t("presence"), ["last_seen"])
+    # Per-mailbox copy of replies in the Sent folder.
+    op.add_column(t("mailbox"), sa.Column("append_to_sent", sa.Boolean(), nullable=False,
+                                          server_default=sa.false()))
 
 
 def downgrade():
+    with op.batch_alter_table(t("mailbox")) as batch:
+        batch.drop_column("append_to_sent")
     op.drop_index("ix_" + t("presence_last_seen"), t("presence"))
     op.drop_table(t("presence"))

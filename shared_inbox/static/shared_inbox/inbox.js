@@ -27,11 +27,24 @@
     var search = document.getElementById("si-q");
     if (!rows.length && !search) { return; }
     var current = -1;
+    // The list as shown, for j / k on a ticket's page (next / previous conversation).
+    function remember() {
+      try {
+        window.sessionStorage.setItem("si-list", JSON.stringify(rows.map(function (row) {
+          var link = row.querySelector("a.si-subject");
+          return link ? link.pathname : "";
+        })));
+      } catch (e) { /* storage disabled: j / k stay in the list */ }
+    }
+    remember();
+    // "/" on a ticket's page comes here as #search: the search box is ready to type in.
+    if (search && window.location.hash === "#search") { search.focus(); }
     // An in-place bulk action replaces the list: start again from its new rows.
     document.addEventListener("si:replaced", function () {
       rows = Array.prototype.slice.call(document.querySelectorAll("tr.si-ticket-row"));
       search = document.getElementById("si-q");
       current = -1;
+      remember();
     });
     function select(i) {
       if (!rows.length) { return; }
@@ -61,7 +74,9 @@
   });
 })();
 // Ticket page keyboard shortcuts: r focuses the reply, n the internal note, a the assignee,
-// e closes the ticket. Ignored while typing in a field and with any modifier key.
+// e closes the ticket, / goes to the inbox's search, j / k open the next / previous
+// conversation of the list the agent came from. Ignored while typing in a field and with any
+// modifier key.
 (function () {
   "use strict";
   document.addEventListener("DOMContentLoaded", function () {
@@ -83,6 +98,17 @@
       if (e.key === "r") { focusField(reply, e); }
       else if (e.key === "n") { focusField(note, e); }
       else if (e.key === "a") { focusField(document.getElementById("si-assignee"), e); }
+      else if (e.key === "/") {
+        var inbox = document.querySelector("a.si-brand");
+        if (inbox) { e.preventDefault(); window.location.href = inbox.href + "#search"; }
+      }
+      else if (e.key === "j" || e.key === "k") {
+        var list = [];
+        try { list = JSON.parse(window.sessionStorage.getItem("si-list") || "[]"); } catch (err) { /* */ }
+        var at = list.indexOf(window.location.pathname);
+        var next = at < 0 ? null : list[at + (e.key === "j" ? 1 : -1)];
+        if (next) { e.preventDefault(); window.location.href = next; }
+      }
       else if (e.key === "e") {
         // Looked up now: an in-place action may have replaced the sidebar since load.
         var statusForm = document.getElementById("si-status-form");
@@ -92,7 +118,8 @@
         if (!closed || status.value === "closed") { return; }
         e.preventDefault();
         status.value = "closed";
-        statusForm.submit();
+        // requestSubmit: the in-place handler below sees it (submit() would bypass it).
+        if (statusForm.requestSubmit) { statusForm.requestSubmit(); } else { statusForm.submit(); }
       }
     });
   });
