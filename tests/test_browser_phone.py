@@ -433,6 +433,13 @@ def test_remote_images_load_only_after_show_images(shop, browser):
         page.wait_for_timeout(500)
         assert pixel.hits == ["/open.png?u=42"]
         assert "Remote images are blocked" in page.locator("p.si-images").inner_text()
+
+        # The frame's own policy still lets our inline (cid:) attachments show.
+        page.goto(f"{shop.url}/support/tickets/{ticket_id_of(shop, 'stove won')}")
+        page.wait_for_function(
+            "() => { const d = document.querySelector('iframe.si-html').contentDocument;"
+            " const i = d && d.querySelector('img[alt=\"stove igniter\"]');"
+            " return i && i.complete && i.naturalWidth > 0; }")
     finally:
         page.close()
         pixel.close()

@@ -354,6 +354,9 @@ def test_remote_images_stay_blocked_until_asked_for_one_message(host, client, wo
     assert not LIVE_SRC.search(page)
     assert "data-remote-src" in page and "Show images" in page
     assert "https:" not in r.headers["Content-Security-Policy"]
+    # Each mail carries its own policy into its frame, on top of the page's.
+    frame_csp = "default-src &#39;none&#39;; style-src &#39;unsafe-inline&#39;; img-src "
+    assert page.count(f'content=&#34;{frame_csp}&#39;self&#39; data:;') == 2
 
     r = client.get(f"/support/tickets/{html_ticket}?images={first}")
     page = r.get_data(as_text=True)
@@ -362,6 +365,8 @@ def test_remote_images_stay_blocked_until_asked_for_one_message(host, client, wo
     assert "data-remote-src" not in frames[0]
     assert "data-remote-src=&#34;https://tracker.example/second.png" in frames[1]
     assert not LIVE_SRC.search(frames[1])
+    assert f"{frame_csp}&#39;self&#39; data: https: http:;" in frames[0]
+    assert "https: http:" not in frames[1]
     assert "img-src 'self' data: https:" in r.headers["Content-Security-Policy"]
     assert "Block them again" in page
     # A message of another ticket (or nonsense) changes nothing.

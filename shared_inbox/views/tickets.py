@@ -30,6 +30,12 @@ INLINE_SAFE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 
 CID_SRC = re.compile(r'src="cid:([^"]*)"')
 
+#: The mail's own policy inside its sandboxed frame, on top of the page's (which it inherits):
+#: nothing but inline styles and images (ours: inline attachments; remote ones only once the
+#: agent asked), no fonts, forms, frames or base URL.
+FRAME_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src {images}; "
+             "form-action 'none'; base-uri 'none'")
+
 
 def html_for_display(message, endpoint: str, show_images: bool = False) -> str | None:
     """Stored (already sanitized) HTML with ``cid:`` images pointed at our download view.
@@ -49,7 +55,10 @@ def html_for_display(message, endpoint: str, show_images: bool = False) -> str |
             return 'src=""'
         return f'src="{url_for(endpoint, attachment_id=att.id, inline=1)}"'
 
-    return CID_SRC.sub(_swap, body)
+    images = "'self' data: https: http:" if show_images else "data:"
+    policy = FRAME_CSP.format(images=images)
+    return (f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
+            + CID_SRC.sub(_swap, body))
 
 
 def has_remote_images(message) -> bool:
