@@ -531,6 +531,15 @@ def test_j_and_k_on_a_ticket_open_the_next_and_previous_conversation(shop, brows
     page.click("#si-reply-text")
     page.keyboard.type("jk")
     assert page.url == links[1] and page.input_value("#si-reply-text") == "jk"
+    # / goes back to the list the agent came from, folder and sort kept, search focused.
+    page.goto(f"{shop.url}/support/?folder=open&sort=oldest")
+    page.click("a.si-subject >> nth=0")
+    page.wait_for_url("**/tickets/**")
+    page.locator("h1").click()
+    with page.expect_navigation():
+        page.keyboard.press("/")
+    assert page.url == f"{shop.url}/support/?folder=open&sort=oldest#search"
+    assert page.evaluate("document.activeElement.id") == "si-q"
     assert not errors(), errors()
     assert outside == [], outside
     page.close()

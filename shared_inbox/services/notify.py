@@ -13,10 +13,6 @@ from ..config import cv
 from ..extension import get_state
 from ..models import utcnow
 
-#: How many host users :func:`admin_recipients` looks at when ``ADMIN_EMAILS`` is not set.
-ADMIN_SCAN_LIMIT = 5000
-
-
 def _pairs(recipients) -> list[list[str]]:
     """``["a@x", ("Name", "b@x"), user]`` -> ``[["", "a@x"], ["Name", "b@x"], [name, email]]``."""
     display = get_state().extension.display_user
@@ -38,15 +34,15 @@ def _pairs(recipients) -> list[list[str]]:
 
 def admin_recipients() -> list[list[str]]:
     """Who gets admin mail: ``SHARED_INBOX_ADMIN_EMAILS`` when set, else the host users for
-    whom the ``admin_loader`` says yes (the first few thousand users are looked at)."""
+    whom the ``admin_loader`` (and ``agent_loader``) says yes (``services/admins.py``)."""
     configured = cv("ADMIN_EMAILS")
     if configured:
         if isinstance(configured, str):
             configured = [a.strip() for a in configured.split(",")]
         return _pairs([a for a in configured if a])
-    state = get_state()
-    users = state.db.session.scalars(sa.select(state.user_model).limit(ADMIN_SCAN_LIMIT))
-    return _pairs([u for u in users if state.extension.is_admin(u)])
+    from .admins import admin_users
+
+    return _pairs(admin_users())
 
 
 def default_mailbox():

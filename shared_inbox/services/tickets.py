@@ -134,16 +134,22 @@ def may_see_mailbox(user, mailbox) -> bool:
 
 def assignable_agents(mailbox) -> list:
     """Everyone a ticket of ``mailbox`` may be assigned to: its members and the admins."""
-    from ..access import user_id
-
     state = get_state()
     ext = state.extension
     m = state.models
-    member_ids = set(state.db.session.scalars(
+    from ..models import user_primary_key
+    from .admins import admin_ids
+
+    pk = user_primary_key(state.user_model)
+    # Members by a join, admins from the per-process list: never the whole user table (a
+    # shop's customers may have accounts too).
+    members = set(state.db.session.scalars(
         sa.select(m.MailboxMember.user_id).where(m.MailboxMember.mailbox_id == mailbox.id)))
-    users = state.db.session.scalars(sa.select(state.user_model))
+    wanted = members | admin_ids()
+    users = state.db.session.scalars(sa.select(state.user_model).where(pk.in_(wanted)))
+    # Asked again for these few: the cached admin list may be up to a minute old.
     agents = [u for u in users if ext.is_agent(u)
-              and (user_id(u) in member_ids or ext.is_admin(u))]
+              and (getattr(u, pk.key) in members or ext.is_admin(u))]
     return sorted(agents, key=lambda u: (ext.display_user(u)["name"] or "").lower())
 
 

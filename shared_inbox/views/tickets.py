@@ -55,7 +55,7 @@ def html_for_display(message, endpoint: str, show_images: bool = False) -> str |
             return 'src=""'
         return f'src="{url_for(endpoint, attachment_id=att.id, inline=1)}"'
 
-    images = "'self' data: https: http:" if show_images else "data:"
+    images = "'self' data: https: http:" if show_images else "'self' data:"
     policy = FRAME_CSP.format(images=images)
     return (f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
             + CID_SRC.sub(_swap, body))

@@ -34,6 +34,7 @@
           var link = row.querySelector("a.si-subject");
           return link ? link.pathname : "";
         })));
+        window.sessionStorage.setItem("si-list-url", window.location.pathname + window.location.search);
       } catch (e) { /* storage disabled: j / k stay in the list */ }
     }
     remember();
@@ -99,8 +100,12 @@
       else if (e.key === "n") { focusField(note, e); }
       else if (e.key === "a") { focusField(document.getElementById("si-assignee"), e); }
       else if (e.key === "/") {
+        // Back to the list the agent came from (folder, filters), else the inbox.
         var inbox = document.querySelector("a.si-brand");
-        if (inbox) { e.preventDefault(); window.location.href = inbox.href + "#search"; }
+        var back = null;
+        try { back = window.sessionStorage.getItem("si-list-url"); } catch (err) { /* */ }
+        if (!back && inbox) { back = inbox.getAttribute("href"); }
+        if (back) { e.preventDefault(); window.location.href = back + "#search"; }
       }
       else if (e.key === "j" || e.key === "k") {
         var list = [];

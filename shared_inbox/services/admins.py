@@ -1,0 +1,78 @@
+"""Which host users are admins, without loading the whole user table on every page.
+
+Admins are decided by the host's ``admin_loader`` callback, in Python, so they cannot be
+found with a query. A shop whose customers also have accounts may have 100,000 users: the
+ticket page (assignee list) and admin mail would otherwise read all of them each time. The
+ids of the admins are found by one scan, in chunks, and remembered per process for
+:data:`CACHE_SECONDS` or until users are added or removed (a cheap count tells); the users
+themselves are then loaded by primary key. A host that changes someone's role and wants it
+seen at once calls :func:`forget`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import sqlalchemy as sa
+
+from ..extension import get_state
+from ..models import user_primary_key
+
+#: How long a process trusts its list of admin ids (a new admin shows up within this time).
+CACHE_SECONDS = 60
+_CHUNK = 1000
+
+_lock = threading.Lock()
+_ATTR = "_shared_inbox_admin_ids"
+
+
+def admin_ids(*, refresh: bool = False) -> frozenset:
+    """Primary keys of the host users the ``admin_loader`` calls admins."""
+    state = get_state()
+    pk = user_primary_key(state.user_model)
+    now = time.monotonic()
+    shape = tuple(state.db.session.execute(sa.select(sa.func.count(), sa.func.max(pk))).one())
+    with _lock:
+        hit = getattr(state, _ATTR, None)
+        if (hit is not None and not refresh and now - hit[0] < CACHE_SECONDS
+                and hit[1] == shape):
+            return hit[2]
+    ext = state.extension
+    found = set()
+    # A separate, read-only pass: the host's objects are expunged so the caller's session
+    # does not keep 100,000 users in its identity map.
+    session = state.db.session
+    known = set(session.identity_map.keys())  # e.g. the logged-in user: keep those attached
+    with session.no_autoflush:
+        result = session.execute(
+            sa.select(state.user_model).order_by(pk).execution_options(yield_per=_CHUNK))
+        for partition in result.scalars().partitions():
+            for user in partition:
+                if ext.is_admin(user):
+                    found.add(getattr(user, pk.key))
+                if sa.inspect(user).identity_key not in known:
+                    session.expunge(user)
+    ids = frozenset(found)
+    with _lock:
+        setattr(state, _ATTR, (now, shape, ids))
+    return ids
+
+
+def admin_users() -> list:
+    """The admin users themselves, loaded by primary key."""
+    ids = admin_ids()
+    if not ids:
+        return []
+    state = get_state()
+    pk = user_primary_key(state.user_model)
+    users = list(state.db.session.scalars(sa.select(state.user_model).where(pk.in_(ids))))
+    # The host may have demoted someone since the scan: ask again for the few found.
+    return [u for u in users if state.extension.is_admin(u)]
+
+
+def forget() -> None:
+    """Drop this app's cached list (a host that just changed who is an admin)."""
+    state = get_state()
+    with _lock:
+        if hasattr(state, _ATTR):
+            delattr(state, _ATTR)
