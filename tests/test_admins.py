@@ -30,7 +30,7 @@ def test_assignees_are_members_and_admins_only(host):
         ids = {"support": support.id, "billing": billing.id, "ticket": ticket.id}
     ada = host.add_user("ada@x.test", name="Ada")
     ben = host.add_user("ben@x.test", name="Ben")  # an agent of billing only
-    boss = host.add_user("boss@x.test", role="admin", name="Boss")
+    host.add_user("boss@x.test", role="admin", name="Boss")
     with host.app.app_context():
         m = host.inbox.models
         host.db.session.add_all([m.MailboxMember(mailbox_id=ids["support"], user_id=ada),
