@@ -31,7 +31,9 @@ def admin_ids(*, refresh: bool = False) -> frozenset:
     state = get_state()
     pk = user_primary_key(state.user_model)
     now = time.monotonic()
-    shape = tuple(state.db.session.execute(sa.select(sa.func.count(), sa.func.max(pk))).one())
+    # max() of the key as text: works for integer and UUID keys on every database.
+    shape = tuple(state.db.session.execute(
+        sa.select(sa.func.count(), sa.func.max(sa.cast(pk, sa.String)))).one())
     with _lock:
         hit = getattr(state, _ATTR, None)
         if (hit is not None and not refresh and now - hit[0] < CACHE_SECONDS
