@@ -9,7 +9,10 @@ from datetime import date, datetime
 import pytest
 import sqlalchemy as sa
 
-from shared_inbox.services.reports import compute_report, percentile, send_weekly_summary
+from shared_inbox.services.reports import (
+    TICKET_COLUMNS, Figures, Report, compute_report, iter_tickets_csv, percentile,
+    send_weekly_summary,
+)
 
 CSRF = "test-csrf-token"
 MON = date(2026, 3, 2)   # a Monday
@@ -253,7 +256,10 @@ def test_bad_dates_are_shown_beside_the_field_and_kept(host):
     assert r.status_code == 400 and "before the start" in r.get_data(as_text=True)
 
 
-def test_csv_exports_the_figures_and_the_tickets(host):
+def test_csv_exports_the_figures_and_the_tickets(host, monkeypatch):
+    from shared_inbox.services import reports
+
+    monkeypatch.setattr(reports, "CSV_PAGE", 2)  # six tickets: three pages and an empty one
     ids = seed(host)
     with host.app.app_context():
         m = host.inbox.models
@@ -273,7 +279,9 @@ def test_csv_exports_the_figures_and_the_tickets(host):
     assert first["first_contact_resolution"] == "0.5" and first["csat"] == "0.6667"
     assert {(r["group"], r["name"]) for r in rows} >= {("mailbox", "Support"), ("agent", "Ben"),
                                                        ("tag", "vip"), ("tag", "'@refund")}
-    r = boss.get("/support/reports/tickets.csv?start=2026-03-02&end=2026-03-08")
+    r = boss.get("/support/reports/tickets.csv?start=2026-03-02&end=2026-03-08",
+                 buffered=False)
+    assert r.is_streamed  # a generator response: a year of tickets is not built in memory
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
     assert [int(x["id"]) for x in rows] == sorted(ids[k] for k in ("T1", "T2", "T3", "T4", "T5", "T6"))
     t1 = next(x for x in rows if int(x["id"]) == ids["T1"])
@@ -288,6 +296,18 @@ def test_csv_exports_the_figures_and_the_tickets(host):
     r = client_for(host, ids["ben"]).get("/support/reports/tickets.csv?start=2026-03-02&end=2026-03-08")
     assert {int(x["id"]) for x in csv.DictReader(io.StringIO(r.get_data(as_text=True)))} == \
         {ids["T4"], ids["T5"]}
+
+
+def test_the_tickets_csv_is_sent_a_chunk_at_a_time_with_formulas_escaped():
+    tickets = ({**dict.fromkeys(TICKET_COLUMNS, ""), "id": i,
+                "subject": "=1+1" if i == 3 else f"Order {i}"} for i in range(1, 6))
+    report = Report(start=MON, end=SUN, total=Figures("All"), by_mailbox=[], by_agent=[],
+                    by_tag=[], days=[], heatmap=[], tickets=tickets)
+    chunks = list(iter_tickets_csv(report, chunk_rows=2))
+    assert len(chunks) == 3  # rows 1-2 (with the header), 3-4, 5
+    rows = list(csv.DictReader(io.StringIO("".join(chunks))))
+    assert [r["id"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert rows[2]["subject"] == "'=1+1" and rows[4]["subject"] == "Order 5"
 
 
 def notifications(host):

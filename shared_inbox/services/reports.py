@@ -25,11 +25,13 @@ Definitions (the tests check them against figures worked out by hand):
 - **CSAT**: great ratings / all ratings given (or changed) in the range.
 
 Ticket figures are grouped by the ticket's assignee ("Unassigned" when none), replies by
-their author. Counts of replies, waiting tickets, first-contact replies and ratings are SQL
-``GROUP BY`` queries. The ticket figures come from one pass over a few narrow columns of the
-tickets created or closed in the range (the database computes the wall-clock durations and
-the SLA outcome of each); percentiles need every duration, so they are computed in Python,
-and so are business-hours durations (``BusinessTimeline``), which SQL cannot do portably.
+their author. Each figure comes from one narrow query read as plain tuples: the tickets
+created or closed in the range (the database computes wall-clock durations and the SLA
+outcome of each), agent replies in the range, one-reply tickets, tag pairs, waiting tickets,
+ratings. The tickets are split by (mailbox, assignee) and each group, then each tag, is
+summed column by column (``_fill``); percentiles sort each list once (mostly merging sorted
+runs). Business-hours durations are computed in Python (``BusinessTimeline``), which SQL
+cannot do portably. The cyclic garbage collector is paused while a report runs.
 Speed: ``benchmarks/reports.py``.
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ from ..models import utcnow
 RATINGS = ("great", "okay", "bad")
 RATING_LABELS = {"great": "Great", "okay": "Okay", "bad": "Not good"}
 MAX_DAYS = 731
+CSV_PAGE = 2000  # tickets read per query by the streamed tickets CSV
 UNASSIGNED = "Unassigned"
 
 
@@ -561,16 +564,20 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
     # The durations come from the database in wall-clock seconds; for mailboxes with business
     # hours the timestamps come too (epoch seconds), and the timeline replaces them.
     has_hours = T.mailbox_id.in_(list(timelines)) if timelines else sa.false()
+    frt_wall = seconds_between(T.created_at, T.first_response_at)
+    res_wall = seconds_between(T.created_at, T.closed_at)
+    if timelines:  # not worked out where the timeline replaces them
+        frt_wall = sa.case((has_hours, sa.null()), else_=frt_wall)
+        res_wall = sa.case((has_hours, sa.null()), else_=res_wall)
     rows = _tuples(core, scoped(sa.select(
         T.id, T.mailbox_id, T.assignee_id,
         sa.case((created_in, hour_key(T.created_at)), else_=None),
-        seconds_between(T.created_at, T.first_response_at),
-        sla_met, sla_decided,
+        frt_wall, sla_met, sla_decided,
         sa.case((closed_in, hour_key(T.closed_at)), else_=None),
-        seconds_between(T.created_at, T.closed_at),
+        res_wall,
         *((sa.case((has_hours, epoch_seconds(T.created_at)), else_=None),
            epoch_seconds(T.first_response_at), epoch_seconds(T.closed_at))
-          if timelines else (sa.null(), sa.null(), sa.null()))).where(in_range)))
+          if timelines else ())).where(in_range)))  # (three NULL columns cost 40 ms)
     tags_of = defaultdict(list)
     tags_known = {r[0] for r in rows} if not mostly else set()  # tags loaded for these
 
@@ -617,6 +624,10 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
     for (mailbox_id, assignee_id), pair_rows in by_pair.items():
         bucket = Figures("")
         _fill(bucket, pair_rows, one_reply)
+        # Sorted runs: the total's, mailbox's and agent's lists are then concatenations of
+        # sorted runs, which the percentiles' sort merges instead of sorting from scratch.
+        bucket.first_response.sort()
+        bucket.resolution.sort()
         for fig in (total, group("mailbox", mailbox_id), group("agent", assignee_id)):
             fig.add(bucket)
     if tags_of:
@@ -728,9 +739,9 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
                       key=lambda f: (f.label == UNASSIGNED, f.label.lower()))
 
     ticket_rows = []
-    if with_tickets:
+    if with_tickets:  # a generator: the CSV export streams it row by row
         ticket_rows = _ticket_rows(session, scoped, lo, hi, frt_of, res_of, mailboxes,
-                                   tag_names, tags_of)
+                                   tag_names, tags_of, names)
     return Report(start=start, end=end, total=total, by_mailbox=ordered("mailbox"),
                   by_agent=ordered("agent"), by_tag=ordered("tag"),
                   days=[days[d] for d in sorted(days)], heatmap=heatmap,
@@ -769,8 +780,12 @@ def _fill(fig: Figures, rows: list, one_reply: set) -> None:
         fig.fcr_one_reply += len(one_reply.intersection(compress(ids, closed)))
 
 
-def _ticket_rows(session, scoped, lo, hi, frt_of, res_of, mailboxes, tag_names, tags_of):
-    """The tickets behind the figures (created or closed in the range), for the CSV export."""
+def _ticket_rows(session, scoped, lo, hi, frt_of, res_of, mailboxes, tag_names, tags_of,
+                 names):
+    """The tickets behind the figures (created or closed in the range), for the CSV export:
+    yielded as they are read, ``CSV_PAGE`` tickets per query in id order (keyset pages, so a
+    year of tickets is never held as a list, and no server-side cursor is needed: those
+    fail on PostgreSQL connections in autocommit mode). ``names``: assignee id -> name."""
     state = get_state()
     T, R = state.models.Ticket, state.models.SatisfactionRating
     columns = [T.id, T.mailbox_id, T.assignee_id, T.status, T.subject, T.created_at,
@@ -779,24 +794,27 @@ def _ticket_rows(session, scoped, lo, hi, frt_of, res_of, mailboxes, tag_names, 
                getattr(T, "resolution_due_at", sa.null()), R.rating]
     in_range = sa.or_(sa.and_(T.created_at >= lo, T.created_at < hi),
                       sa.and_(T.closed_at >= lo, T.closed_at < hi))
-    core = session.connection()  # Core rows: no ORM loading layer for 100k tuples
-    rows = core.execute(scoped(sa.select(*columns).outerjoin(R, R.ticket_id == T.id)
-                               .where(in_range)).order_by(T.id)).all()
-    names = agent_names({r[2] for r in rows if r[2] is not None})
     box_names = {key: mailbox.name for key, mailbox in mailboxes.items()}
-    out = []
-    for (ticket_id, mailbox_id, assignee_id, status, subject, created, first, closed, fr_due,
-         res_due, rating) in rows:
-        tag_ids = tags_of.get(ticket_id)
-        out.append(dict(
-            id=ticket_id, mailbox=box_names.get(mailbox_id, ""),
-            assignee=names.get(assignee_id, "") if assignee_id is not None else "",
-            status=status, subject=subject, created_at=created, first_response_at=first,
-            closed_at=closed, first_response_seconds=frt_of.get(ticket_id),
-            resolution_seconds=res_of.get(ticket_id),
-            tags=";".join(sorted(tag_names.get(t, "") for t in tag_ids)) if tag_ids else "",
-            first_response_due_at=fr_due, resolution_due_at=res_due, rating=rating or ""))
-    return out
+    stmt = scoped(sa.select(*columns).outerjoin(R, R.ticket_id == T.id).where(in_range)) \
+        .order_by(T.id).limit(CSV_PAGE)
+    last_id = None
+    while True:
+        page = stmt if last_id is None else stmt.where(T.id > last_id)
+        rows = session.connection().execute(page).all()
+        for (ticket_id, mailbox_id, assignee_id, status, subject, created, first, closed,
+             fr_due, res_due, rating) in rows:
+            tag_ids = tags_of.get(ticket_id)
+            yield dict(
+                id=ticket_id, mailbox=box_names.get(mailbox_id, ""),
+                assignee=names.get(assignee_id, "") if assignee_id is not None else "",
+                status=status, subject=subject, created_at=created, first_response_at=first,
+                closed_at=closed, first_response_seconds=frt_of.get(ticket_id),
+                resolution_seconds=res_of.get(ticket_id),
+                tags=";".join(sorted(tag_names.get(t, "") for t in tag_ids)) if tag_ids else "",
+                first_response_due_at=fr_due, resolution_due_at=res_due, rating=rating or "")
+        if len(rows) < CSV_PAGE:
+            return
+        last_id = rows[-1][0]
 
 
 class _LocalHours:
@@ -913,16 +931,27 @@ TICKET_COLUMNS = ["id", "mailbox", "assignee", "status", "subject", "tags", "cre
                   "resolution_seconds", "first_response_due_at", "resolution_due_at", "rating"]
 
 
-def tickets_csv(report: Report) -> str:
+def iter_tickets_csv(report: Report, chunk_rows: int = 500):
+    """The tickets CSV as text chunks of ``chunk_rows`` rows, for a streamed response:
+    the rows are read, formatted and sent a chunk at a time, never all held at once."""
     import csv
     import io
 
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(TICKET_COLUMNS)
-    for t in report.tickets:
+    for n, t in enumerate(report.tickets, 1):
         writer.writerow([_cell(t[c]) for c in TICKET_COLUMNS])
-    return out.getvalue()
+        if n % chunk_rows == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+def tickets_csv(report: Report) -> str:
+    """The whole tickets CSV as one string (small exports, tests)."""
+    return "".join(iter_tickets_csv(report))
 
 
 # -- weekly summary --------------------------------------------------------------------------
