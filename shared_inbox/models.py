@@ -26,7 +26,10 @@ MESSAGE_KINDS = ("inbound", "outbound", "note")
 OWN_TABLE_NAMES: set[str] = set()
 OWN_TABLE_PREFIXES: set[str] = set()
 
-_built: dict[tuple[int, str], SimpleNamespace] = {}
+#: Built models live on the ``db`` object they belong to (an attribute of that name, a dict
+#: by prefix): they go when the host's ``db`` goes (a module-level registry kept every app
+#: built in a process alive, which a test run or an app factory called often would feel).
+_BUILT_ATTR = "_shared_inbox_models"
 
 
 def utcnow() -> datetime:
@@ -45,9 +48,9 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
     """Create (once) and return the mapped classes for this ``db`` and table prefix."""
     if not re.fullmatch(r"[a-z][a-z0-9_]*", prefix):
         raise ValueError(f"table prefix {prefix!r} must be lower-case letters, digits, _")
-    key = (id(db), prefix)
-    if key in _built:
-        ns = _built[key]
+    built = db.__dict__.setdefault(_BUILT_ATTR, {})
+    if prefix in built:
+        ns = built[prefix]
         if ns.user_model is not user_model:
             raise RuntimeError(
                 "shared_inbox models for this db were already built with another user model"
@@ -758,5 +761,5 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
     OWN_TABLE_NAMES.update(tbl.name for tbl in ns.tables)
     OWN_TABLE_NAMES.add(prefix + "alembic_version")
     OWN_TABLE_PREFIXES.add(prefix)
-    _built[key] = ns
+    built[prefix] = ns
     return ns
