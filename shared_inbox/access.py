@@ -75,6 +75,14 @@ def visible_mailboxes(user=None) -> list:
     )
 
 
+def get_or_404(model_name: str, pk):
+    """A row of one of our models by primary key (``get_or_404("Rule", 3)``), else 404 (the
+    same answer as for any id that does not exist). For settings objects, which only admins
+    reach; tickets and what hangs off them go through :func:`get_ticket_or_404`."""
+    state = get_state()
+    return state.db.get_or_404(getattr(state.models, model_name), pk)
+
+
 def get_ticket_or_404(ticket_id: int):
     state = get_state()
     ticket = state.db.session.get(state.models.Ticket, ticket_id)

@@ -1,10 +1,16 @@
-"""Mailbox membership: which agents may see which mailbox."""
+"""Mailboxes for settings pages, and membership: which agents may see which mailbox."""
 from __future__ import annotations
 
 import sqlalchemy as sa
 
 from ..access import user_id
 from ..extension import get_state
+
+
+def all_mailboxes() -> list:
+    """Every mailbox by name (the choices of settings forms; admins only)."""
+    m = get_state().models
+    return list(get_state().db.session.scalars(sa.select(m.Mailbox).order_by(m.Mailbox.name)))
 
 
 def add_member(mailbox, user) -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
-from ..access import require_admin
+from ..access import get_or_404, require_admin
 from ..extension import get_state
 from ..forms import Form
 from ..services import autoreplies
@@ -102,12 +102,6 @@ def _has_hours(mailbox) -> bool:
 def register(bp) -> None:
     """Add this module's routes to the dashboard blueprint ``bp``."""
 
-    def mailbox_or_404(mailbox_id):
-        mailbox = get_state().db.session.get(get_state().models.Mailbox, mailbox_id)
-        if mailbox is None:
-            abort(404)
-        return mailbox
-
     def render(form, mailbox, status=200, shown=None):
         return render_template(
             "shared_inbox/autoreplies.html", form=form, mailbox=mailbox, kinds=KINDS,
@@ -118,7 +112,7 @@ def register(bp) -> None:
     @bp.route("/settings/mailboxes/<int:mailbox_id>/auto-replies", methods=["GET", "POST"])
     def autoreplies_settings(mailbox_id):
         require_admin()
-        mailbox = mailbox_or_404(mailbox_id)
+        mailbox = get_or_404("Mailbox", mailbox_id)
         if request.method == "GET":
             form = AutoreplyForm.from_mailbox(mailbox)
             return render(form, mailbox, shown=preview(form, mailbox))

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..access import require_admin, user_id
+from ..access import get_or_404, require_admin, user_id
+from ..services.mailboxes import all_mailboxes
 from ..extension import get_state
 from ..forms import Form
 from ..services.rules import (
@@ -142,23 +142,9 @@ class RuleForm(Form):
             setattr(rule, name, self.cleaned[name])
 
 
-def _mailboxes():
-    state = get_state()
-    m = state.models
-    return list(state.db.session.scalars(sa.select(m.Mailbox).order_by(m.Mailbox.name)))
-
-
-def _rule_or_404(rule_id: int):
-    state = get_state()
-    rule = state.db.session.get(state.models.Rule, rule_id)
-    if rule is None:
-        abort(404)
-    return rule
-
-
 def register(bp):
     def render_form(form: RuleForm, rule=None, status=200, result=None, tried=None):
-        mailboxes = _mailboxes()
+        mailboxes = all_mailboxes()
         return render_template(
             "shared_inbox/rule_form.html", form=form, rule=rule, result=result, tried=tried,
             mailbox_choices=[("", "All mailboxes")] + [(str(mb.id), mb.name) for mb in mailboxes],
@@ -184,7 +170,7 @@ def register(bp):
         if do == "add_action":
             form.add_rows(actions=1)
             return render_form(form, rule)
-        if not form.validate({mb.id for mb in _mailboxes()}, action_choices()):
+        if not form.validate({mb.id for mb in all_mailboxes()}, action_choices()):
             return render_form(form, rule, 400)
         if do == "dry_run":
             trial = m.Rule()  # never added to the session: nothing is saved
@@ -205,7 +191,7 @@ def register(bp):
     @bp.route("/settings/rules/")
     def rules_settings():
         require_admin()
-        mailboxes = {mb.id: mb for mb in _mailboxes()}
+        mailboxes = {mb.id: mb for mb in all_mailboxes()}
         names = {i: mb.name for i, mb in mailboxes.items()}
         labels = dict(action_choices())
         rows = [{"rule": r,
@@ -222,13 +208,13 @@ def register(bp):
     @bp.route("/settings/rules/<int:rule_id>/edit", methods=["GET", "POST"])
     def rule_edit(rule_id):
         require_admin()
-        return rule_form(_rule_or_404(rule_id))
+        return rule_form(get_or_404("Rule", rule_id))
 
     @bp.route("/settings/rules/<int:rule_id>/move", methods=["POST"])
     def rule_move(rule_id):
         require_admin()
         state = get_state()
-        rule = _rule_or_404(rule_id)
+        rule = get_or_404("Rule", rule_id)
         direction = request.form.get("direction")
         if direction not in ("up", "down"):
             abort(400)
@@ -241,7 +227,7 @@ def register(bp):
     def rule_toggle(rule_id):
         require_admin()
         state = get_state()
-        rule = _rule_or_404(rule_id)
+        rule = get_or_404("Rule", rule_id)
         rule.is_active = not rule.is_active
         state.db.session.commit()
         flash(f"Rule {rule.name} {'enabled' if rule.is_active else 'disabled'}.", "success")
@@ -251,7 +237,7 @@ def register(bp):
     def rule_delete(rule_id):
         require_admin()
         state = get_state()
-        rule = _rule_or_404(rule_id)
+        rule = get_or_404("Rule", rule_id)
         name = rule.name
         state.db.session.delete(rule)
         state.db.session.commit()
@@ -277,6 +263,6 @@ def register(bp):
     def rule_dry_run(rule_id):
         """The saved rule against the last tickets; read-only, so a GET."""
         require_admin()
-        rule = _rule_or_404(rule_id)
+        rule = get_or_404("Rule", rule_id)
         return render_template("shared_inbox/rule_dry_run.html", rule=rule,
                                result=dry_run(rule), dry_run_limit=DRY_RUN_TICKETS)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import sqlalchemy as sa
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..access import get_ticket_or_404, require_admin
+from ..access import get_or_404, get_ticket_or_404, require_admin
+from ..services.mailboxes import all_mailboxes
 from ..extension import get_state
 from ..forms import Form
 from ..services.saved_replies import (
@@ -61,23 +61,9 @@ PLACEHOLDER_HINT = (
 )
 
 
-def _mailboxes():
-    state = get_state()
-    m = state.models
-    return list(state.db.session.scalars(sa.select(m.Mailbox).order_by(m.Mailbox.name)))
-
-
-def _reply_or_404(reply_id: int):
-    state = get_state()
-    reply = state.db.session.get(state.models.SavedReply, reply_id)
-    if reply is None:
-        abort(404)
-    return reply
-
-
 def register(bp):
     def render_form(form, reply=None, status=200):
-        mailboxes = _mailboxes()
+        mailboxes = all_mailboxes()
         choices = [("", "All mailboxes")] + [(str(mb.id), mb.name) for mb in mailboxes]
         return render_template("shared_inbox/saved_reply_form.html", form=form, reply=reply,
                                mailbox_choices=choices, placeholder_hint=PLACEHOLDER_HINT), status
@@ -89,7 +75,7 @@ def register(bp):
             form = SavedReplyForm() if reply is None else SavedReplyForm.from_reply(reply)
             return render_form(form, reply)
         form = SavedReplyForm.from_request(request.form)
-        if not form.validate({mb.id for mb in _mailboxes()}):
+        if not form.validate({mb.id for mb in all_mailboxes()}):
             return render_form(form, reply, 400)
         creating = reply is None
         if creating:
@@ -104,7 +90,7 @@ def register(bp):
     def saved_replies():
         require_admin()
         return render_template("shared_inbox/saved_replies.html", replies=all_saved_replies(),
-                               mailboxes={mb.id: mb for mb in _mailboxes()})
+                               mailboxes={mb.id: mb for mb in all_mailboxes()})
 
     @bp.route("/settings/saved-replies/new", methods=["GET", "POST"])
     def saved_reply_new():
@@ -113,13 +99,13 @@ def register(bp):
     @bp.route("/settings/saved-replies/<int:reply_id>/edit", methods=["GET", "POST"])
     def saved_reply_edit(reply_id):
         require_admin()
-        return reply_form(_reply_or_404(reply_id))
+        return reply_form(get_or_404("SavedReply", reply_id))
 
     @bp.route("/settings/saved-replies/<int:reply_id>/delete", methods=["POST"])
     def saved_reply_delete(reply_id):
         require_admin()
         state = get_state()
-        reply = _reply_or_404(reply_id)
+        reply = get_or_404("SavedReply", reply_id)
         title = reply.title
         state.db.session.delete(reply)
         state.db.session.commit()

@@ -6,9 +6,10 @@ from datetime import date
 from typing import ClassVar
 
 import sqlalchemy as sa
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 
-from ..access import require_admin
+from ..access import get_or_404, require_admin
+from ..services.mailboxes import all_mailboxes
 from ..extension import get_state
 from ..forms import Form
 from ..models import utcnow
@@ -216,18 +217,9 @@ def register(bp) -> None:
     def models():
         return get_state().models
 
-    def get_or_404(model, pk):
-        row = session().get(model, pk)
-        if row is None:
-            abort(404)
-        return row
-
-    def mailboxes():
-        return list(session().scalars(sa.select(models().Mailbox).order_by(models().Mailbox.name)))
-
     def choices():
         m = models()
-        boxes = [("", "Any mailbox")] + [(str(b.id), b.name) for b in mailboxes()]
+        boxes = [("", "Any mailbox")] + [(str(b.id), b.name) for b in all_mailboxes()]
         tags = [("", "Any tag")] + [(str(t.id), t.name) for t in session().scalars(
             sa.select(m.Tag).order_by(sa.func.lower(m.Tag.name)))]
         return boxes, tags
@@ -239,9 +231,9 @@ def register(bp) -> None:
 
     def render_index(holiday_form=None, status=200):
         holiday_form = holiday_form or Form({"holidays": format_holidays(_holidays(None))})
-        hours = {b.id: bh.describe(bh.schedule_for(b)) for b in mailboxes()}
+        hours = {b.id: bh.describe(bh.schedule_for(b)) for b in all_mailboxes()}
         return render_template(
-            "shared_inbox/sla_policies.html", policies=policies(), mailboxes=mailboxes(),
+            "shared_inbox/sla_policies.html", policies=policies(), mailboxes=all_mailboxes(),
             hours=hours, holiday_form=holiday_form, fmt=sla.format_duration,
         ), status
 
@@ -291,7 +283,7 @@ def register(bp) -> None:
     @bp.route("/settings/service-levels/<int:policy_id>", methods=["GET", "POST"])
     def sla_policy_edit(policy_id):
         require_admin()
-        policy = get_or_404(models().SlaPolicy, policy_id)
+        policy = get_or_404("SlaPolicy", policy_id)
         if request.method == "GET":
             return render_policy(PolicyForm.from_policy(policy), policy)
         form = PolicyForm.from_request(request.form)
@@ -307,7 +299,7 @@ def register(bp) -> None:
     @bp.route("/settings/service-levels/<int:policy_id>/delete", methods=["POST"])
     def sla_policy_delete(policy_id):
         require_admin()
-        policy = get_or_404(models().SlaPolicy, policy_id)
+        policy = get_or_404("SlaPolicy", policy_id)
         name = policy.name
         session().delete(policy)
         session().flush()
@@ -325,7 +317,7 @@ def register(bp) -> None:
     @bp.route("/settings/mailboxes/<int:mailbox_id>/business-hours", methods=["GET", "POST"])
     def business_hours_settings(mailbox_id):
         require_admin()
-        mailbox = get_or_404(models().Mailbox, mailbox_id)
+        mailbox = get_or_404("Mailbox", mailbox_id)
         if request.method == "GET":
             return render_hours(BusinessHoursForm.from_mailbox(mailbox), mailbox)
         form = BusinessHoursForm.from_request(request.form)

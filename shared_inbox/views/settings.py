@@ -4,7 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from ..access import require_admin, user_id
+from ..access import get_or_404, require_admin, user_id
 from ..config import cv
 from ..extension import get_state
 from ..forms import AFTER_FETCH_CHOICES, IMPORT_CHOICES, SECURITY_CHOICES, MailboxForm
@@ -19,14 +19,6 @@ def _agents():
     ext = state.extension
     users = state.db.session.scalars(sa.select(state.user_model))
     return [u for u in users if ext.is_agent(u) and not ext.is_admin(u)]
-
-
-def _mailbox_or_404(mailbox_id: int):
-    state = get_state()
-    mailbox = state.db.session.get(state.models.Mailbox, mailbox_id)
-    if mailbox is None:
-        abort(404)
-    return mailbox
 
 
 def _address_taken(address: str, mailbox=None) -> bool:
@@ -158,13 +150,13 @@ def register(bp):
     @bp.route("/settings/mailboxes/<int:mailbox_id>/edit", methods=["GET", "POST"])
     def mailbox_edit(mailbox_id):
         require_admin()
-        return mailbox_form(_mailbox_or_404(mailbox_id))
+        return mailbox_form(get_or_404("Mailbox", mailbox_id))
 
     @bp.route("/settings/mailboxes/<int:mailbox_id>/test", methods=["POST"])
     def mailbox_test(mailbox_id):
         """Log in with the saved settings and open the folder; report what happened."""
         require_admin()
-        ok, message = _try_connection(_mailbox_or_404(mailbox_id))
+        ok, message = _try_connection(get_or_404("Mailbox", mailbox_id))
         flash(f"Saved settings work: {message}." if ok else f"Connection failed: {message}.",
               "success" if ok else "error")
         return redirect(url_for(f"{bp.name}.mailbox_edit", mailbox_id=mailbox_id))

@@ -1,22 +1,14 @@
 """Tags on a ticket (agents) and the tag settings page (admins)."""
 from __future__ import annotations
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from ..access import get_ticket_or_404, require_admin
+from ..access import get_or_404, get_ticket_or_404, require_admin
 from ..extension import get_state
 from ..services.tags import (
     TagError, add_tag, clean_color, delete_tag, remove_tag, rename_tag, tags_with_counts,
 )
-
-
-def _tag_or_404(tag_id: int):
-    state = get_state()
-    tag = state.db.session.get(state.models.Tag, tag_id)
-    if tag is None:
-        abort(404)
-    return tag
 
 
 def register(bp):
@@ -43,7 +35,7 @@ def register(bp):
     def ticket_tag_remove(ticket_id, tag_id):
         state = get_state()
         t = get_ticket_or_404(ticket_id)
-        tag = _tag_or_404(tag_id)
+        tag = get_or_404("Tag", tag_id)
         if remove_tag(t, tag, actor=current_user._get_current_object()):
             state.db.session.commit()
             flash(f"Removed tag {tag.name}.", "success")
@@ -62,7 +54,7 @@ def register(bp):
         """Rename (onto an existing name: merge into that tag) and recolour."""
         require_admin()
         state = get_state()
-        tag = _tag_or_404(tag_id)
+        tag = get_or_404("Tag", tag_id)
         old_name = tag.name
         errors = {}
         color = None
@@ -97,7 +89,7 @@ def register(bp):
     def tag_delete(tag_id):
         require_admin()
         state = get_state()
-        tag = _tag_or_404(tag_id)
+        tag = get_or_404("Tag", tag_id)
         name = tag.name
         delete_tag(tag)
         state.db.session.commit()

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from .. import signals
-from ..access import require_admin
+from ..access import get_or_404, require_admin
 from ..extension import get_state
 from ..forms import Form
 from ..services.webhooks import (
@@ -96,14 +96,6 @@ class WebhookForm(Form):
             hook.secret = self.secret
 
 
-def _webhook_or_404(webhook_id: int):
-    state = get_state()
-    hook = state.db.session.get(state.models.Webhook, webhook_id)
-    if hook is None:
-        abort(404)
-    return hook
-
-
 def register(bp):
     def render_form(form, hook=None, status=200):
         return render_template(
@@ -142,7 +134,7 @@ def register(bp):
     def webhook_edit(webhook_id):
         require_admin()
         state = get_state()
-        hook = _webhook_or_404(webhook_id)
+        hook = get_or_404("Webhook", webhook_id)
         if request.method == "GET":
             return render_form(WebhookForm.from_webhook(hook), hook)
         form = WebhookForm.from_request(request.form, creating=False)
@@ -156,7 +148,7 @@ def register(bp):
     @bp.route("/settings/webhooks/<int:webhook_id>/test", methods=["POST"])
     def webhook_test(webhook_id):
         require_admin()
-        hook = _webhook_or_404(webhook_id)
+        hook = get_or_404("Webhook", webhook_id)
         delivery = send_test(hook)
         if delivery.status == "delivered":
             flash(f"Test delivered (HTTP {delivery.response_code}).", "success")
@@ -170,7 +162,7 @@ def register(bp):
     def webhook_delivery_retry(webhook_id, delivery_id):
         require_admin()
         state = get_state()
-        hook = _webhook_or_404(webhook_id)
+        hook = get_or_404("Webhook", webhook_id)
         delivery = state.db.session.get(state.models.WebhookDelivery, delivery_id)
         if delivery is None or delivery.webhook_id != hook.id:
             abort(404)
@@ -188,7 +180,7 @@ def register(bp):
     def webhook_delete(webhook_id):
         require_admin()
         state = get_state()
-        hook = _webhook_or_404(webhook_id)
+        hook = get_or_404("Webhook", webhook_id)
         label = hook.name or hook.url
         m = state.models
         state.db.session.execute(
