@@ -8,6 +8,7 @@ under a lease, and ingestion is idempotent.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -18,6 +19,19 @@ from .config import cv
 from .extension import get_state
 
 log = logging.getLogger("shared_inbox.scheduler")
+
+
+@contextmanager
+def _guarded(app: Flask, failure: str):
+    """A background job's frame: an app context, its error logged (the job runs again at its
+    next interval) and the session given back, rolled back if it was not committed."""
+    with app.app_context():
+        try:
+            yield
+        except Exception:
+            log.exception(failure)
+        finally:
+            get_state(app).db.session.remove()
 
 
 def poll_job(app: Flask) -> None:
@@ -49,43 +63,28 @@ def automation_job(app: Flask) -> None:
     """Rules, auto-replies and SLA for mail not yet automated (e.g. after a crash)."""
     from .services.automation import process_pending
 
-    with app.app_context():
-        try:
-            process_pending()
-        except Exception:
-            log.exception("automation job failed")
-        finally:
-            get_state(app).db.session.remove()
+    with _guarded(app, "automation job failed"):
+        process_pending()
 
 
 def webhook_job(app: Flask) -> None:
     """POST due outgoing webhook deliveries (services.webhooks: claims, retries)."""
     from .services.webhooks import deliver_due
 
-    with app.app_context():
-        try:
-            stats = deliver_due()
-            if stats.delivered or stats.retry or stats.failed:
-                log.info("webhooks: %d delivered, %d to retry, %d failed",
-                         stats.delivered, stats.retry, stats.failed)
-        except Exception:
-            log.exception("webhook delivery failed")
-        finally:
-            get_state(app).db.session.remove()
+    with _guarded(app, "webhook delivery failed"):
+        stats = deliver_due()
+        if stats.delivered or stats.retry or stats.failed:
+            log.info("webhooks: %d delivered, %d to retry, %d failed",
+                     stats.delivered, stats.retry, stats.failed)
 
 
 def weekly_summary_job(app: Flask) -> None:
     """Last week's figures to the admins; the DB records the week, so once per week."""
     from .services.reports import send_weekly_summary
 
-    with app.app_context():
-        try:
-            if cv("WEEKLY_SUMMARY", app) and send_weekly_summary(report_url=_report_url(app)):
-                log.info("weekly summary queued")
-        except Exception:
-            log.exception("weekly summary failed")
-        finally:
-            get_state(app).db.session.remove()
+    with _guarded(app, "weekly summary failed"):
+        if cv("WEEKLY_SUMMARY", app) and send_weekly_summary(report_url=_report_url(app)):
+            log.info("weekly summary queued")
 
 
 def _report_url(app: Flask) -> str:
@@ -101,16 +100,9 @@ def timers_job(app: Flask) -> None:
     """SLA breach mail and auto-close of pending tickets (services/timers.py)."""
     from .services.timers import run_timers
 
-    with app.app_context():
-        session = get_state(app).db.session
-        try:
-            run_timers()
-            session.commit()
-        except Exception:
-            session.rollback()
-            log.exception("timers job failed")
-        finally:
-            session.remove()
+    with _guarded(app, "timers job failed"):
+        run_timers()
+        get_state(app).db.session.commit()
 
 
 def make_scheduler(app: Flask, *, blocking: bool = False):
@@ -140,16 +132,11 @@ def send_job(app: Flask) -> None:
     """Deliver due outbox messages (replies, forwards, mention notifications)."""
     from .services.outbox import deliver_due
 
-    with app.app_context():
-        try:
-            stats = deliver_due()
-            if stats.sent or stats.retry or stats.failed:
-                log.info("outbox: %d sent, %d to retry, %d failed",
-                         stats.sent, stats.retry, stats.failed)
-        except Exception:
-            log.exception("outbox delivery failed")
-        finally:
-            get_state(app).db.session.remove()
+    with _guarded(app, "outbox delivery failed"):
+        stats = deliver_due()
+        if stats.sent or stats.retry or stats.failed:
+            log.info("outbox: %d sent, %d to retry, %d failed",
+                     stats.sent, stats.retry, stats.failed)
 
 
 def start_in_background(app: Flask):
