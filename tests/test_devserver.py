@@ -33,6 +33,7 @@ from imapclient.exceptions import LoginError
 
 from shared_inbox.mail.demo_mail import demo_messages, tiny_pdf, tiny_png
 from shared_inbox.mail.devserver import DEFAULT_USERS, DevMailServer
+from shared_inbox.mail.idle import wait_for_idle_responses
 
 SUPPORT = "support@example.com"
 SALES = "sales@example.com"
@@ -258,7 +259,7 @@ def test_idle_client_is_notified_of_new_mail(server):
         client.select_folder("INBOX")
         client.idle()
         uid = server.deliver(SALES, make_mail(to=SALES)[1])
-        responses = client.idle_check(timeout=5)
+        responses = wait_for_idle_responses(client, 5)
         client.idle_done()
         assert any(r[1] == b"EXISTS" for r in responses), responses
         client.noop()

@@ -1,11 +1,15 @@
 """The worker: IMAP IDLE brings new mail in within seconds, without waiting for a poll."""
+import socket
+import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
 from shared_inbox.mail.devserver import DevMailServer
-from shared_inbox.mail.idle import Worker
+from imapclient import IMAPClient
+
+from shared_inbox.mail.idle import Worker, wait_for_idle_responses
 from test_poll import add_mailbox, mail
 
 
@@ -48,3 +52,74 @@ def test_idle_delivers_new_mail_without_waiting_for_the_poll_interval(make_host,
     finally:
         worker.stop()
     assert not any(w.is_alive() for w in worker.watchers.values())
+
+
+class _SplittingIMAPServer(threading.Thread):
+    """A loopback IMAP server that sends an IDLE response in two TCP segments, 300 ms apart.
+
+    Servers and networks split responses anywhere; imapclient's own ``idle_check`` reads
+    such a response half and breaks the connection (imapclient issue #519).
+    """
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.commands = []
+
+    def run(self):
+        conn, _ = self.listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"* OK ready\r\n")
+            idle_tag = None
+            for line in lines:
+                words = line.split()
+                self.commands.append(words[-1] if words == [b"DONE"] else words[1])
+                if words == [b"DONE"]:
+                    conn.sendall(idle_tag + b" OK IDLE terminated\r\n")
+                elif words[1] == b"CAPABILITY":
+                    conn.sendall(b"* CAPABILITY IMAP4rev1 IDLE\r\n" + words[0] + b" OK done\r\n")
+                elif words[1] == b"IDLE":
+                    idle_tag = words[0]
+                    conn.sendall(b"+ idling\r\n")
+                    time.sleep(0.2)
+                    conn.sendall(b"* 1 FETCH (")
+                    time.sleep(0.3)
+                    conn.sendall(b"FLAGS (\\Recent))\r\n* 2 EXISTS\r\n")
+                elif words[1] == b"LOGOUT":
+                    conn.sendall(b"* BYE bye\r\n" + words[0] + b" OK LOGOUT completed\r\n")
+                    return
+
+
+def test_idle_response_split_across_tcp_segments_is_read_whole():
+    server = _SplittingIMAPServer()
+    server.start()
+    client = IMAPClient("127.0.0.1", port=server.port, ssl=False, timeout=10)
+    client.idle()
+    responses = []
+    deadline = time.monotonic() + 5
+    while not any(r[1] == b"EXISTS" for r in responses) and time.monotonic() < deadline:
+        responses += wait_for_idle_responses(client, 1)
+    assert (1, b"FETCH", (b"FLAGS", (b"\\Recent",))) in responses
+    assert (2, b"EXISTS") in responses
+    client.idle_done()           # the connection is still in step with the server
+    assert server.commands == [b"CAPABILITY", b"IDLE", b"DONE"]
+    client.logout()
+    server.join(5)
+    server.listener.close()
+
+
+def test_waiting_for_idle_responses_returns_nothing_when_the_server_is_quiet(mail_server):
+    client = IMAPClient("127.0.0.1", port=mail_server.imap_port, ssl=False, timeout=10)
+    client.login("support@example.com", "support")
+    client.select_folder("INBOX")
+    client.idle()
+    assert wait_for_idle_responses(client, 0.5) == []
+    mail_server.deliver("support@example.com", mail("Arrives while idling"))
+    responses = []
+    deadline = time.monotonic() + 5
+    while not any(r[1] == b"EXISTS" for r in responses) and time.monotonic() < deadline:
+        responses += wait_for_idle_responses(client, 1)
+    client.idle_done()
+    assert any(r[1] == b"EXISTS" for r in responses), responses
+    client.logout()

@@ -8,10 +8,13 @@ servers and middleboxes drop quiet connections long before RFC 2177's 29 minutes
 from __future__ import annotations
 
 import logging
+import selectors
+import ssl
 import threading
 import time
 
 import sqlalchemy as sa
+from imapclient.imapclient import _parse_untagged_response
 from flask import Flask
 
 from ..extension import get_state
@@ -20,6 +23,43 @@ log = logging.getLogger("shared_inbox.idle")
 
 REISSUE_SECONDS = 9 * 60
 CHECK_SECONDS = 5
+LINE_SECONDS = 30
+
+
+def wait_for_idle_responses(client, timeout: float) -> list:
+    """What the server announced during IDLE within ``timeout`` seconds (``[]`` if nothing).
+
+    Why not ``IMAPClient.idle_check``: it reads lines from a non-blocking socket, so a
+    response split across two TCP segments (``* 1 FETCH (`` ... ``FLAGS (\\Recent))``) is
+    read half and the connection is broken (imapclient issue #519, open). Here the socket
+    is only polled to learn that *something* arrived; every line is then read whole in
+    blocking mode, and reading stops when nothing more is buffered or waiting.
+    """
+    imap = client._imap
+    sock = client.socket()
+    try:
+        if not _data_waiting(imap, sock):
+            with selectors.DefaultSelector() as selector:
+                selector.register(sock, selectors.EVENT_READ)
+                if not selector.select(timeout):
+                    return []
+        responses = []
+        while True:
+            sock.settimeout(LINE_SECONDS)
+            responses.append(_parse_untagged_response(imap._get_line()))
+            if not _data_waiting(imap, sock):
+                return responses
+    finally:
+        sock.settimeout(client._timeout.read if client._timeout is not None else None)
+
+
+def _data_waiting(imap, sock) -> bool:
+    """True when a byte is already buffered (by imaplib or TLS) or readable right now."""
+    sock.setblocking(False)
+    try:
+        return bool(imap.file.peek(1))
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
 
 
 class IdleWatcher(threading.Thread):
@@ -79,7 +119,7 @@ class IdleWatcher(threading.Thread):
             client.idle()
             started = time.monotonic()
             while not self.stop_event.is_set():
-                responses = client.idle_check(timeout=CHECK_SECONDS)
+                responses = wait_for_idle_responses(client, CHECK_SECONDS)
                 if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                     client.idle_done()
                     self._poll()
