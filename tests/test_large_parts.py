@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from test_fuzz_mime import PROFILE, hostile_message
 from test_poll import add_mailbox, poll
 
-from shared_inbox.mail.large_parts import StoredAttachment, parse_with_large_parts
+from shared_inbox.mail.large_parts import StoredAttachment, delimiter_lines, parse_with_large_parts
 from shared_inbox.mail.parse import parse_message
 from shared_inbox.services.ingest import fingerprint
 from shared_inbox.storage import FilesystemStorage
@@ -318,3 +319,16 @@ def test_a_polled_nested_message_keeps_every_part(host, mail_server):
     [eml] = [name for name in data if name.endswith(".eml")]
     assert parse_message(data[eml]).attachments[0].payload == OTHER
     assert sorted(r[1] for r in rows) == sorted(data)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from([b"--", b"b", b"\r", b"\n", b" ", b"\t", b"x", b"-", b"--b",
+                                 b"--b--", b"\r\n"]), max_size=16), st.data())
+def test_delimiter_search_finds_what_the_multiline_regex_finds(pieces, data):
+    """The fast boundary search must cut parts exactly where the parser's rule does."""
+    raw = b"".join(pieces)
+    pos = data.draw(st.integers(0, len(raw)))
+    end = data.draw(st.integers(pos, len(raw)))
+    regex = re.compile(rb"^--b(--)?[ \t]*\r?$", re.M)
+    expected = [(m.start(), m.end(), bool(m.group(1))) for m in regex.finditer(raw, pos, end)]
+    assert list(delimiter_lines(raw, b"b", pos, end)) == expected

@@ -116,7 +116,7 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
         message = _ingest_unreadable(mailbox, raw, f"{type(exc).__name__}: {exc}")
         message.is_imported = imported
         if uid is not None:
-            _ledger(mailbox, folder, uidvalidity, uid, message)
+            _ledger(mailbox, folder, uidvalidity, uid, message.id)
         commit_with_files()
         return message
 
@@ -138,38 +138,39 @@ def _ingest_unflushed(mailbox, raw: bytes, folder, uidvalidity, uid, received_at
     parsed, parsed_raw = parse_with_large_parts(raw, get_state().storage,
                                                 cv("LARGE_PART_SIZE"))
     content_hash = fingerprint(parsed)
-    duplicate = _find_duplicate(parsed, content_hash)
-    if duplicate is not None:
+    duplicate_id = _find_duplicate(parsed, content_hash)
+    if duplicate_id is not None:
         if uid is not None:
-            _ledger(mailbox, folder, uidvalidity, uid, duplicate)
+            _ledger(mailbox, folder, uidvalidity, uid, duplicate_id)
         return None
     message = _ingest_parsed(mailbox, raw, parsed, content_hash, received_at,
                              classify(parsed_raw, parsed), imported)
     if uid is not None:
-        _ledger(mailbox, folder, uidvalidity, uid, message)
+        _ledger(mailbox, folder, uidvalidity, uid, message.id)
     return message
 
 
-def _ledger(mailbox, folder, uidvalidity, uid, message) -> None:
+def _ledger(mailbox, folder, uidvalidity, uid, message_pk: int | None) -> None:
     state = get_state()
     state.db.session.add(state.models.FetchedUid(
         mailbox_id=mailbox.id, folder=folder, uidvalidity=uidvalidity, uid=uid,
-        message_pk=message.id if message is not None else None,
+        message_pk=message_pk,
     ))
 
 
-def _find_duplicate(parsed: ParsedMessage, content_hash: str):
-    """The same mail seen before (another of our mailboxes, or a UIDVALIDITY reset).
+def _find_duplicate(parsed: ParsedMessage, content_hash: str) -> int | None:
+    """The id of the same mail seen before (another of our mailboxes, or a UIDVALIDITY
+    reset), or None.
 
     Identified by Message-ID and content together, or by content alone when the mail has
-    no Message-ID.
+    no Message-ID. (Only the id is read: the row itself is not needed.)
     """
     state = get_state()
     m = state.models
     same_id = (m.Message.message_id == parsed.message_id[:998]) if parsed.message_id \
         else m.Message.message_id.is_(None)
     return state.db.session.scalar(
-        sa.select(m.Message).where(
+        sa.select(m.Message.id).where(
             m.Message.content_hash == content_hash, same_id, m.Message.kind == "inbound",
         ).limit(1)
     )
