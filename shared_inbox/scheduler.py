@@ -105,6 +105,17 @@ def timers_job(app: Flask) -> None:
         get_state(app).db.session.commit()
 
 
+def storage_sweep_job(app: Flask) -> None:
+    """Temporary files a killed process left in attachment storage (a day old or more)."""
+    with _guarded(app, "sweeping attachment storage failed"):
+        sweep = getattr(get_state(app).storage, "sweep", None)
+        if sweep is not None:
+            removed = sweep()
+            if removed:
+                log.info("storage: removed %d temporary files left by interrupted writes",
+                         removed)
+
+
 def make_scheduler(app: Flask, *, blocking: bool = False):
     scheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone="UTC")
     scheduler.add_job(
@@ -124,6 +135,8 @@ def make_scheduler(app: Flask, *, blocking: bool = False):
     scheduler.add_job(timers_job, "interval", seconds=cv("TIMERS_INTERVAL", app),
                       args=[app], id="timers", max_instances=1, coalesce=True)
     scheduler.add_job(weekly_summary_job, "interval", hours=1, args=[app], id="weekly_summary",
+                      max_instances=1, coalesce=True)
+    scheduler.add_job(storage_sweep_job, "interval", hours=6, args=[app], id="storage_sweep",
                       max_instances=1, coalesce=True)
     return scheduler
 

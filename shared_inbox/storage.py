@@ -12,13 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
 
 SYNC_THREADS = 16  # fsyncs issued together: the file system commits them as one journal
+TEMP_PREFIX = ".tmp-"  # files being written (put); put_stream uses ".partial-"
+# Temporary names a sweep may remove: ours, and the bare ``tmpXXXXXXXX`` of mkstemp that
+# earlier versions used.
+_TEMP_NAME = re.compile(r"^(?:\.tmp-|\.partial-)[A-Za-z0-9_]+$|^tmp[A-Za-z0-9_]{8}$")
 
 
 class Storage(Protocol):
@@ -130,10 +136,10 @@ class FilesystemStorage:
             # Write then rename, so a crash never leaves a half-written file under its name;
             # fsync before the rename (and so before the commit that references the file).
             try:
-                fd, tmp = tempfile.mkstemp(dir=directory)
+                fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
             except FileNotFoundError:  # removed behind our back since we created it
                 os.makedirs(directory, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=directory)
+                fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -204,6 +210,26 @@ class FilesystemStorage:
             os.remove(self._path(key))
         except FileNotFoundError:
             pass
+
+    def sweep(self, older_than_seconds: float = 86400) -> int:
+        """Remove temporary files left by a process killed between writing a file and
+        syncing it (no committed row refers to them: rows are committed only after the
+        rename). Only temporary names older than ``older_than_seconds`` are touched, so
+        a write in progress in another process is safe. Returns how many were removed."""
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for directory, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not _TEMP_NAME.match(name):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    if os.stat(path).st_mtime < cutoff:
+                        os.remove(path)
+                        removed += 1
+                except FileNotFoundError:  # another worker swept it first
+                    pass
+        return removed
 
 
 def _fsync_all(paths: list[str], flags: int = os.O_RDWR) -> None:

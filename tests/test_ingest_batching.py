@@ -269,3 +269,41 @@ def test_a_failing_storage_sync_commits_nothing_that_points_at_a_missing_file(
         for message in host.db.session.scalars(sa.select(m.Message)):
             assert b"Sync" in storage.get(message.raw_key)
     assert all(_is_content_address(n) for n in _stored_names(storage.root))
+
+
+def test_sweep_removes_only_old_temporary_files(tmp_path):
+    """What a killed poller leaves (a file written, never renamed) is removed after a day;
+    stored files, and a write in progress right now, are not."""
+    storage = FilesystemStorage(str(tmp_path / "files"))
+    key = storage.put(b"kept", kind="raw", suffix=".eml")
+    directory = os.path.dirname(storage._path(key))
+    day_old = os.path.getmtime(storage._path(key)) - 2 * 86400
+    orphans = []
+    for name in (".tmp-abc123", ".partial-x_9", "tmpab12cd34"):
+        path = os.path.join(directory, name)
+        with open(path, "wb") as fh:
+            fh.write(b"half a message")
+        os.utime(path, (day_old, day_old))
+        orphans.append(path)
+    os.utime(storage._path(key), (day_old, day_old))  # old, but a stored file
+    in_progress = os.path.join(directory, ".tmp-now")
+    with open(in_progress, "wb") as fh:
+        fh.write(b"being written")
+    assert storage.sweep() == 3
+    assert not any(os.path.exists(p) for p in orphans)
+    assert os.path.exists(in_progress) and storage.get(key) == b"kept"
+    assert storage.sweep() == 0
+
+
+def test_the_scheduler_sweeps_storage(host):
+    from shared_inbox.scheduler import make_scheduler, storage_sweep_job
+
+    assert "storage_sweep" in {job.id for job in make_scheduler(host.app).get_jobs()}
+    storage = host.app.extensions["shared_inbox"].storage
+    os.makedirs(storage.root, exist_ok=True)
+    orphan = os.path.join(storage.root, ".partial-left")
+    with open(orphan, "wb") as fh:
+        fh.write(b"x")
+    os.utime(orphan, (1, 1))
+    storage_sweep_job(host.app)
+    assert not os.path.exists(orphan)
