@@ -6,6 +6,11 @@
   (``"``, ``-``, ``:``, ``*``, ``NEAR(``...) ever reaches the FTS5 parser unquoted.
 * PostgreSQL: a GIN expression index on ``to_tsvector('simple', ...)`` of the same columns,
   queried with ``websearch_to_tsquery('simple', :q)``, which never raises on user syntax.
+  Both sides go through ``shared_inbox_fold(text)``, an IMMUTABLE SQL function that removes
+  diacritics with the ``unaccent`` extension (so "jose" finds "José", as on SQLite). The
+  extension is created if the database user may (it is a trusted extension since
+  PostgreSQL 13: the database owner may); otherwise the function returns its argument and
+  search matches accents exactly, as before.
 * Anything else: ``LIKE`` on the same columns, every term escaped.
 
 The FTS objects are not mapped in the models (they are dialect specific). Fresh installs
@@ -36,10 +41,40 @@ def pg_index_name(prefix: str) -> str:
     return f"ix_{prefix}message_fts"
 
 
+FOLD_FUNCTION = "shared_inbox_fold"
+
+
 def pg_document(prefix: str | None = None) -> str:
     """The indexed expression (the query must repeat it verbatim for the index to be used)."""
-    return ("to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(body_text, '') "
-            "|| ' ' || coalesce(from_name, '') || ' ' || coalesce(from_email, ''))")
+    return (f"to_tsvector('simple', {FOLD_FUNCTION}(coalesce(subject, '') || ' ' || "
+            "coalesce(body_text, '') || ' ' || coalesce(from_name, '') || ' ' || "
+            "coalesce(from_email, '')))")
+
+
+def pg_query() -> str:
+    """The tsquery of the ``:pg_q`` parameter, folded like the documents."""
+    return f"websearch_to_tsquery('simple', {FOLD_FUNCTION}(:pg_q))"
+
+
+def _create_fold_function(connection) -> bool:
+    """(Re)create ``shared_inbox_fold``; True when it removes diacritics."""
+    try:
+        with connection.begin_nested():  # a refused CREATE EXTENSION must not end the migration
+            connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS unaccent")
+    except sa.exc.DBAPIError:
+        schema = None
+    else:
+        schema = connection.exec_driver_sql(
+            "SELECT extnamespace::regnamespace::text FROM pg_extension "
+            "WHERE extname = 'unaccent'").scalar()
+    if schema is None:
+        body = "SELECT $1"
+    else:
+        body = f"SELECT {schema}.unaccent('{schema}.unaccent'::regdictionary, $1)"
+    connection.exec_driver_sql(
+        f"CREATE OR REPLACE FUNCTION {FOLD_FUNCTION}(text) RETURNS text LANGUAGE sql "
+        f"IMMUTABLE PARALLEL SAFE STRICT AS $fold$ {body} $fold$")
+    return schema is not None
 
 
 # ------------------------------------------------------------------------------ DDL
@@ -75,9 +110,18 @@ def create_search_objects(connection, prefix: str, *, rebuild: bool = True) -> N
             fts = fts_table(prefix)
             connection.exec_driver_sql(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
     elif dialect == "postgresql":
+        _create_fold_function(connection)
         connection.exec_driver_sql(
             f"CREATE INDEX IF NOT EXISTS {pg_index_name(prefix)} ON {prefix}message "
             f"USING gin (({pg_document()}))")
+
+
+def refold_search_index(connection, prefix: str) -> None:
+    """PostgreSQL: rebuild the search index on the folded document (migration si0015);
+    nothing to do on SQLite, whose FTS5 tokenizer folds diacritics already."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {pg_index_name(prefix)}")
+        create_search_objects(connection, prefix)
 
 
 def drop_search_objects(connection, prefix: str) -> None:
@@ -152,7 +196,7 @@ def matching_ticket_ids(query: str, m, dialect: str):
         return sa.select(msg.c.ticket_id).where(msg.c.id.in_(hits))
     if dialect == "postgresql":
         condition = sa.text(
-            f"{pg_document()} @@ websearch_to_tsquery('simple', :pg_q)"
+            f"{pg_document()} @@ {pg_query()}"
         ).bindparams(pg_q=query[:MAX_QUERY_LENGTH])
         return sa.select(msg.c.ticket_id).where(condition)
     conditions = []
@@ -220,7 +264,7 @@ def _pg_estimated_hits(session, m, query: str) -> float:
     """The planner's estimate of the messages matching ``query`` (EXPLAIN, nothing run)."""
     plan = session.execute(sa.text(
         f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {m.prefix}message "
-        f"WHERE {pg_document()} @@ websearch_to_tsquery('simple', :pg_q)"
+        f"WHERE {pg_document()} @@ {pg_query()}"
     ).bindparams(pg_q=query[:MAX_QUERY_LENGTH])).scalar()
     if isinstance(plan, (str, bytes)):
         import json
