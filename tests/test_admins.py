@@ -72,3 +72,39 @@ def test_a_demoted_admin_is_not_offered(host):
         host.db.session.commit()
     # Grace is no longer an admin nor a member of Support: gone from the list straight away.
     assert _assignee_names(client, ticket_id) == ["Boss"]
+
+
+def _member_choices(client) -> list[str]:
+    page = client.get("/support/settings/").get_data(as_text=True)
+    select = re.search(r'<select name="user_id".*?</select>', page, re.S).group(0)
+    return re.findall(r"<option[^>]*>([^<]*)</option>", select)
+
+
+def test_member_and_rule_choices_offer_agents_without_loading_every_user(host):
+    """The mailbox members form and the rule actions list the agents; the shop's
+    customers, who have accounts too, are neither offered nor kept in the session."""
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.add_all(host.User(email=f"shopper{n}@x.test", role="customer",
+                                          name=f"Shopper {n}") for n in range(300))
+        host.db.session.add(m.Mailbox(name="Support", email_address="support@x.test"))
+        host.db.session.commit()
+    host.add_user("zoe@x.test", name="Zoe")
+    host.add_user("ada@x.test", name="Ada")
+    boss = host.add_user("boss@x.test", role="admin", name="Boss")
+    client = host.app.test_client()
+    host.login(client, boss)
+    # Admins see every mailbox: only agents can be made members.
+    assert _member_choices(client) == ["Ada", "Zoe"]
+    # A new agent account shows up at once.
+    host.add_user("ben@x.test", name="Ben")
+    assert _member_choices(client) == ["Ada", "Ben", "Zoe"]
+    with host.app.test_request_context():
+        from shared_inbox.services.rules import action_choices
+
+        labels = [label for _choice, label in action_choices()]
+        assert [x for x in labels if x.startswith("Assign to")] == [
+            "Assign to Ada", "Assign to Ben", "Assign to Boss", "Assign to Zoe"]
+        loaded = [o for o in host.db.session.identity_map.values()
+                  if isinstance(o, host.User) and o.role == "customer"]
+        assert loaded == []

@@ -1,9 +1,10 @@
-"""Which host users are admins, without loading the whole user table on every page.
+"""Which host users are admins (and agents), without loading the whole user table on every
+page.
 
-Admins are decided by the host's ``admin_loader`` callback, in Python, so they cannot be
+Admins and agents are decided by the host's callbacks, in Python, so they cannot be
 found with a query. A shop whose customers also have accounts may have 100,000 users: the
 ticket page (assignee list) and admin mail would otherwise read all of them each time. The
-ids of the admins are found by one scan, in chunks, and remembered per process for
+ids of the admins and of the agents are found by one scan, in chunks, and remembered per process for
 :data:`CACHE_SECONDS` or until users are added or removed (a cheap count tells); the users
 themselves are then loaded by primary key. A host that changes someone's role and wants it
 seen at once calls :func:`forget`.
@@ -28,6 +29,16 @@ _ATTR = "_shared_inbox_admin_ids"
 
 def admin_ids(*, refresh: bool = False) -> frozenset:
     """Primary keys of the host users the ``admin_loader`` calls admins."""
+    return _roles(refresh)[0]
+
+
+def agent_ids(*, refresh: bool = False) -> frozenset:
+    """Primary keys of the host users who are agents (admins included)."""
+    return _roles(refresh)[1]
+
+
+def _roles(refresh: bool) -> tuple[frozenset, frozenset]:
+    """(admin ids, agent ids), from the cache or one scan of the user table."""
     state = get_state()
     pk = user_primary_key(state.user_model)
     now = time.monotonic()
@@ -38,9 +49,9 @@ def admin_ids(*, refresh: bool = False) -> frozenset:
         hit = getattr(state, _ATTR, None)
         if (hit is not None and not refresh and now - hit[0] < CACHE_SECONDS
                 and hit[1] == shape):
-            return hit[2]
+            return hit[2], hit[3]
     ext = state.extension
-    found = set()
+    admins, agents = set(), set()
     # A separate, read-only pass: the host's objects are expunged so the caller's session
     # does not keep 100,000 users in its identity map.
     session = state.db.session
@@ -50,14 +61,17 @@ def admin_ids(*, refresh: bool = False) -> frozenset:
             sa.select(state.user_model).order_by(pk).execution_options(yield_per=_CHUNK))
         for partition in result.scalars().partitions():
             for user in partition:
+                key = getattr(user, pk.key)
                 if ext.is_admin(user):
-                    found.add(getattr(user, pk.key))
+                    admins.add(key)
+                if ext.is_agent(user):
+                    agents.add(key)
                 if sa.inspect(user).identity_key not in known:
                     session.expunge(user)
-    ids = frozenset(found)
+    found = (frozenset(admins), frozenset(agents))
     with _lock:
-        setattr(state, _ATTR, (now, shape, ids))
-    return ids
+        setattr(state, _ATTR, (now, shape, *found))
+    return found
 
 
 def admin_users() -> list:
@@ -70,6 +84,20 @@ def admin_users() -> list:
     users = list(state.db.session.scalars(sa.select(state.user_model).where(pk.in_(ids))))
     # The host may have demoted someone since the scan: ask again for the few found.
     return [u for u in users if state.extension.is_admin(u)]
+
+
+def agent_users(*, admins: bool = True) -> list:
+    """The agents themselves (without the admins if ``admins=False``), loaded by primary
+    key and asked again (a role may have changed since the scan), sorted by name."""
+    state = get_state()
+    ext = state.extension
+    ids = agent_ids()
+    if not ids:
+        return []
+    pk = user_primary_key(state.user_model)
+    users = state.db.session.scalars(sa.select(state.user_model).where(pk.in_(ids)))
+    chosen = [u for u in users if ext.is_agent(u) and (admins or not ext.is_admin(u))]
+    return sorted(chosen, key=lambda u: (ext.display_user(u)["name"] or "").lower())
 
 
 def forget() -> None:

@@ -368,9 +368,9 @@ def _mailbox_names() -> dict:
 # --- actions -----------------------------------------------------------------------------
 
 def _agents():
-    state = get_state()
-    ext = state.extension
-    return [u for u in state.db.session.scalars(sa.select(state.user_model)) if ext.is_agent(u)]
+    from .admins import agent_users
+
+    return agent_users()
 
 
 def _webhooks() -> list:

@@ -15,10 +15,11 @@ DUPLICATE_ADDRESS = "Another mailbox already uses this address."
 
 
 def _agents():
-    state = get_state()
-    ext = state.extension
-    users = state.db.session.scalars(sa.select(state.user_model))
-    return [u for u in users if ext.is_agent(u) and not ext.is_admin(u)]
+    """Agents who are not admins (admins see every mailbox: no membership to choose),
+    from the per-process role cache, not a read of the host's whole user table."""
+    from ..services.admins import agent_users
+
+    return agent_users(admins=False)
 
 
 def _address_taken(address: str, mailbox=None) -> bool:
