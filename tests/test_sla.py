@@ -499,3 +499,43 @@ def test_settings_are_for_admins_only_and_need_csrf(host, shop, admin_client):
     assert admin_client.get("/support/settings/mailboxes/999/business-hours").status_code == 404
     with host.app.app_context():
         assert host.db.session.get(host.inbox.models.SlaPolicy, 1) is not None
+
+
+def test_re_timing_starts_each_clock_where_the_ticket_alone_would(host, shop):
+    """Re-timing reads the clock starts of all open tickets at once; each must be the one
+    the single-ticket path finds: the customer's first message after our last reply (an
+    out-of-office does not count), and the last reopening."""
+    box, ada = shop
+    t0 = datetime(2026, 11, 16, 9, 0)
+    quiet = receive(host, box, mail("Never answered", msgid="q1"), t0)
+    chatty = receive(host, box, mail("Answered, then asked again", msgid="c1"), t0)
+    auto = receive(host, box, mail("Answered, then an out-of-office", msgid="a1"), t0)
+    reopened = receive(host, box, mail("Closed and reopened twice", msgid="r1"), t0)
+    with host.app.app_context():
+        m = host.inbox.models
+        session = host.db.session
+        for tid, minutes in ((chatty, 30), (auto, 40), (reopened, 50)):
+            session.add(m.Message(ticket_id=tid, mailbox_id=box, kind="outbound",
+                                  author_id=ada, body_text="On it.",
+                                  created_at=t0 + timedelta(minutes=minutes)))
+        for tid, minutes, automated in ((chatty, 60, False), (chatty, 90, False),
+                                        (chatty, 20, False), (auto, 70, True)):
+            session.add(m.Message(ticket_id=tid, mailbox_id=box, kind="inbound",
+                                  is_automated=automated, body_text="...",
+                                  created_at=t0 + timedelta(minutes=minutes)))
+        for minutes in (100, 200):
+            session.add(m.Activity(ticket_id=reopened, action="reopened", detail={},
+                                   created_at=t0 + timedelta(minutes=minutes)))
+        session.commit()
+        ids = [quiet, chatty, auto, reopened]
+        replied, after, again = sla._clock_starts(
+            sa.select(m.Ticket.id).where(m.Ticket.id.in_(ids)))
+        for tid in ids:
+            ticket = session.get(m.Ticket, tid)
+            response = (after.get(tid) or ticket.created_at) if tid in replied \
+                else ticket.created_at
+            assert response == sla._response_clock_start(ticket), tid
+            assert (again.get(tid) or ticket.created_at) == sla._resolution_clock_start(ticket)
+        assert after == {chatty: t0 + timedelta(minutes=60)}
+        assert again == {reopened: t0 + timedelta(minutes=200)}
+        assert set(replied) == {chatty, auto, reopened}
