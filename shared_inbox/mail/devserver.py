@@ -729,12 +729,14 @@ def main(argv: list[str] | None = None) -> int:
         print("Users:")
         for address, password in server.users.items():
             print(f"  {address}  password: {password}")
-        print("Press Ctrl-C to stop.", flush=True)
+        # Ctrl-C and SIGTERM only set an event (installed before saying "Press Ctrl-C", so
+        # an early signal cannot interrupt anything half-way); the server then stops cleanly.
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        with suppress(KeyboardInterrupt):
-            while not stop.wait(1.0):
-                pass
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        print("Press Ctrl-C to stop.", flush=True)
+        while not stop.wait(1.0):
+            pass
     finally:
         server.stop()
     return 0
