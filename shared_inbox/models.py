@@ -278,6 +278,15 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
             nullable=True, index=True)
         first_response_breached_at = sa.Column(sa.DateTime, nullable=True)
         resolution_breached_at = sa.Column(sa.DateTime, nullable=True)
+        # Reports (si0016, services/reports.py): first-response and resolution durations as
+        # the reports count them, stored by a report for the next one. Used only while
+        # report_basis matches the mailbox's schedule and the two copied timestamps still
+        # equal first_response_at / closed_at (so hours changes and reopening invalidate).
+        report_basis = sa.Column(sa.String(40), nullable=True)
+        report_first_response_seconds = sa.Column(sa.Float, nullable=True)
+        report_resolution_seconds = sa.Column(sa.Float, nullable=True)
+        report_first_response_at = sa.Column(sa.DateTime, nullable=True)
+        report_closed_at = sa.Column(sa.DateTime, nullable=True)
 
         mailbox = relationship(InboxMailbox)
         customer = relationship(InboxCustomer)

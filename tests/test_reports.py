@@ -437,3 +437,91 @@ def test_the_weekly_summary_waits_for_the_local_week_to_end():
     assert last_week(datetime(2026, 3, 9, 3)) == (date(2026, 3, 2), date(2026, 3, 8), "2026-W10")
     assert last_week(datetime(2026, 3, 9, 3), "America/New_York") == \
         (date(2026, 2, 23), date(2026, 3, 1), "2026-W09")
+
+
+def stored(host, ticket_id):
+    """(basis, first response, resolution) a report stored on the ticket."""
+    with host.app.app_context():
+        t = host.db.session.get(host.inbox.models.Ticket, ticket_id)
+        return t.report_basis, t.report_first_response_seconds, t.report_resolution_seconds
+
+
+def test_stored_durations_are_used_until_hours_holidays_or_the_closing_change(host):
+    """The page stores each ticket's business durations for the next report; new hours, a new
+    holiday or a ticket closed again must give the hand-worked figures of the new state."""
+    ids = seed(host)
+    url = "/support/reports?start=2026-03-02&end=2026-03-08&tz=UTC"
+    boss = client_for(host, ids["boss"])
+    assert boss.get(url).status_code == 200
+    basis, frt, res = stored(host, ids["T2"])
+    assert basis.startswith("bh:") and (frt, res) == (3600, 5400)
+    assert stored(host, ids["T4"]) == ("wall", 10800, 172800)
+    with host.app.app_context():
+        before = host.db.session.get(host.inbox.models.Ticket, ids["T1"]).updated_at
+    r = report(host)
+    assert r.fills == []  # everything read from the stored values
+    assert sorted(r.total.first_response) == [900, 1800, 3600, 10800]
+    assert sorted(r.total.resolution) == [5400, 7200, 172800, 230400]
+
+    # Friday 6 March becomes a holiday for every mailbox: T2 (Thu 16:30 -> Fri 09:30) now
+    # waited 30 business minutes, and was resolved in 30 minutes too.
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.add(m.BusinessHoliday(mailbox_id=None, day=date(2026, 3, 6)))
+        host.db.session.commit()
+        assert host.db.session.get(m.Ticket, ids["T1"]).updated_at == before
+    r = report(host)
+    assert sorted(r.total.first_response) == [900, 1800, 1800, 10800]
+    assert sorted(r.total.resolution) == [1800, 7200, 172800, 230400]  # T6 closed before
+    assert boss.get(url).status_code == 200  # stores the new durations
+    assert stored(host, ids["T2"])[1:] == (1800, 1800)
+
+    # Support drops its hours: wall clock (T2 17 h, T3 46 h 15 min), not the stored values.
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.get(m.Mailbox, ids["support"]).business_hours = None
+        host.db.session.commit()
+    assert sorted(report(host).total.first_response) == [1800, 10800, 61200, 166500]
+    assert boss.get(url).status_code == 200
+    assert stored(host, ids["T2"]) == ("wall", 61200, 63000)
+    with host.app.app_context():
+        host.db.session.get(host.inbox.models.Mailbox, ids["support"]).business_hours = OFFICE
+        host.db.session.execute(sa.delete(host.inbox.models.BusinessHoliday))
+        host.db.session.commit()
+    assert sorted(report(host).total.first_response) == [900, 1800, 3600, 10800]
+    assert boss.get(url).status_code == 200
+
+    # T1 (Mon 10:00, closed Mon 12:00) is reopened, then closed again Tue 10:00: 8 business
+    # hours; while open it is not closed in the range at all.
+    with host.app.app_context():
+        t1 = host.db.session.get(host.inbox.models.Ticket, ids["T1"])
+        t1.status, t1.closed_at = "open", None
+        host.db.session.commit()
+    r = report(host)
+    assert r.total.closed == 3 and sorted(r.total.resolution) == [5400, 172800, 230400]
+    with host.app.app_context():
+        t1 = host.db.session.get(host.inbox.models.Ticket, ids["T1"])
+        t1.status, t1.closed_at = "closed", at(3, 10)
+        host.db.session.commit()
+    assert sorted(report(host).total.resolution) == [5400, 28800, 172800, 230400]
+
+
+def test_durations_worked_out_before_a_ticket_closed_again_are_not_stored(host):
+    """A report reads a ticket, the ticket is closed again, then the report stores what it
+    worked out: the stale duration must not be kept (the next report works it out anew)."""
+    from shared_inbox.services.reports import store_durations
+
+    ids = seed(host)
+    with host.app.app_context():
+        m = host.inbox.models
+        r = compute_report(MON, SUN, now=NOW)
+        assert {f[0] for f in r.fills} >= {ids["T1"], ids["T2"], ids["T4"]}
+        t1 = host.db.session.get(m.Ticket, ids["T1"])
+        t1.closed_at = at(3, 10)  # closed again meanwhile (by another request)
+        host.db.session.commit()
+        store_durations(r.fills)
+        host.db.session.commit()
+        assert host.db.session.get(m.Ticket, ids["T1"]).report_basis is None
+        assert host.db.session.get(m.Ticket, ids["T2"]).report_first_response_seconds == 3600
+        host.db.session.remove()
+    assert sorted(report(host).total.resolution) == [5400, 28800, 172800, 230400]

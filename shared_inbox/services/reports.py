@@ -26,13 +26,20 @@ Definitions (the tests check them against figures worked out by hand):
 
 Ticket figures are grouped by the ticket's assignee ("Unassigned" when none), replies by
 their author. Each figure comes from one narrow query read as plain tuples: the tickets
-created or closed in the range (the database computes wall-clock durations and the SLA
-outcome of each), agent replies in the range, one-reply tickets, tag pairs, waiting tickets,
-ratings. The tickets are split by (mailbox, assignee) and each group, then each tag, is
-summed column by column (``_fill``); percentiles sort each list once (mostly merging sorted
-runs). Business-hours durations are computed in Python (``BusinessTimeline``), which SQL
-cannot do portably. The cyclic garbage collector is paused while a report runs.
-Speed: ``benchmarks/reports.py``.
+created or closed in the range (with the SLA outcome of each, computed by the database),
+agent replies in the range, one-reply tickets, tag pairs, waiting tickets, ratings. The
+tickets are split by (mailbox, assignee) and each group, then each tag, is summed column by
+column (``_fill``); percentiles sort each list once (mostly merging sorted runs).
+
+Durations are stored on the ticket by the report that first works them out
+(``store_durations``, called by the views, which commit) and read as they are by the next
+one while they still fit: same schedule (``schedule_basis``: a digest of zone, hours and
+holidays, or ``'wall'``), same ``first_response_at`` and ``closed_at`` (copied beside them).
+Nothing has to invalidate them: changed hours or holidays, a reopened or re-closed ticket,
+or a ticket moved to a mailbox with other hours simply no longer fit, and are worked out
+again (wall-clock seconds by the database; business seconds in Python with
+``BusinessTimeline``, which SQL cannot do portably). The cyclic garbage collector is paused
+while a report runs. Speed: ``benchmarks/reports.py``.
 """
 from __future__ import annotations
 
@@ -43,7 +50,7 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from itertools import compress
+from itertools import compress, islice, repeat
 from operator import itemgetter
 from zoneinfo import ZoneInfo
 
@@ -190,6 +197,8 @@ class Report:
     business_hours: bool = False
     tz: str = "UTC"
     tickets: list = field(default_factory=list)
+    #: durations this report worked out that were not stored yet (see :func:`store_durations`)
+    fills: list = field(default_factory=list, repr=False)
 
 
 class ReportError(ValueError):
@@ -353,16 +362,35 @@ def _epoch(moment: datetime) -> float:
     return (moment - _EPOCH).total_seconds()
 
 
-def _timelines(mailboxes: dict) -> dict:
-    """{mailbox id: BusinessTimeline} for the mailboxes that have business hours."""
+WALL_CLOCK = "wall"
+
+
+def schedule_basis(schedule) -> str:
+    """What a stored duration was counted with: ``'wall'`` (no business hours) or a digest of
+    the zone, the weekly hours and every holiday. A change to any of them gives another
+    basis, so durations stored under the old one are no longer used (nothing to invalidate).
+    """
+    if schedule is None:
+        return WALL_CLOCK
+    import hashlib
+
+    text = repr((schedule.tz.key, sorted((day, tuple(w)) for day, w in schedule.hours.items()),
+                 sorted(d.isoformat() for d in schedule.holidays)))
+    return "bh:" + hashlib.sha1(text.encode()).hexdigest()[:32]
+
+
+def _timelines(mailboxes: dict) -> tuple[dict, dict]:
+    """({mailbox id: BusinessTimeline} for the mailboxes that have business hours,
+    {mailbox id: basis} for those, see :func:`schedule_basis`)."""
     from . import business_hours as bh
 
-    found = {}
+    found, bases = {}, {}
     for mailbox_id, mailbox in mailboxes.items():
         schedule = bh.schedule_for(mailbox)
         if schedule is not None:
             found[mailbox_id] = BusinessTimeline(schedule)
-    return found
+            bases[mailbox_id] = schedule_basis(schedule)
+    return found, bases
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -523,7 +551,7 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
 
     mailboxes = {mb.id: mb for mb in session.scalars(sa.select(m.Mailbox))}
     tag_names = {tid: name for tid, name in session.execute(sa.select(m.Tag.id, m.Tag.name))}
-    timelines = _timelines(mailboxes)
+    timelines, bases = _timelines(mailboxes)
     for timeline in timelines.values():
         timeline.cover(lo - timedelta(days=30), max(hi, now))
 
@@ -561,24 +589,19 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
         in_range = sa.or_(sa.and_(created >= lo, created < hi),
                           sa.and_(closed >= lo, closed < hi))
     core = session.connection()  # Core rows: no ORM loading layer for 100k tuples
-    # The durations come from the database in wall-clock seconds; for mailboxes with business
-    # hours the timestamps come too (epoch seconds), and the timeline replaces them.
-    has_hours = T.mailbox_id.in_(list(timelines)) if timelines else sa.false()
-    frt_wall = seconds_between(T.created_at, T.first_response_at)
-    res_wall = seconds_between(T.created_at, T.closed_at)
-    if timelines:  # not worked out where the timeline replaces them
-        frt_wall = sa.case((has_hours, sa.null()), else_=frt_wall)
-        res_wall = sa.case((has_hours, sa.null()), else_=res_wall)
+    # The durations stored by an earlier report are read as they are, with a flag (index 9)
+    # telling whether they still fit: same schedule basis, same first response and closing
+    # times (``_stored_durations_fit``). Those that do not are worked out afresh by a second
+    # query on their ids (``_work_out_durations``) and stored for next time.
     rows = _tuples(core, scoped(sa.select(
         T.id, T.mailbox_id, T.assignee_id,
         sa.case((created_in, hour_key(T.created_at)), else_=None),
-        frt_wall, sla_met, sla_decided,
+        T.report_first_response_seconds, sla_met, sla_decided,
         sa.case((closed_in, hour_key(T.closed_at)), else_=None),
-        res_wall,
-        *((sa.case((has_hours, epoch_seconds(T.created_at)), else_=None),
-           epoch_seconds(T.first_response_at), epoch_seconds(T.closed_at))
-          if timelines else ())).where(in_range)))  # (three NULL columns cost 40 ms)
-    tags_of = defaultdict(list)
+        T.report_resolution_seconds, _stored_durations_fit(T, bases)).where(in_range)))
+    # Tagged tickets per tag: each tag's figures are then worked out with C-level lookups
+    # (rows by id, reply counts, set intersections) rather than a loop per ticket and tag.
+    ids_of_tag: dict = defaultdict(list)
     tags_known = {r[0] for r in rows} if not mostly else set()  # tags loaded for these
 
     def load_tags(ticket_ids):
@@ -587,14 +610,14 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
         for chunk in range(0, len(ticket_ids), 5000):
             for ticket_id, tag_id in _tuples(core, sa.select(TT.c.ticket_id, TT.c.tag_id).where(
                     TT.c.ticket_id.in_(ticket_ids[chunk:chunk + 5000]))):
-                tags_of[ticket_id].append(tag_id)
+                ids_of_tag[tag_id].append(ticket_id)
 
     if mostly or len(rows) > 5000:  # every pair, or those of the range, in one statement
         pairs = sa.select(TT.c.ticket_id, TT.c.tag_id)
         if not mostly:
             pairs = scoped(pairs.join(T, T.id == TT.c.ticket_id).where(in_range))
         for ticket_id, tag_id in _tuples(core, pairs):
-            tags_of[ticket_id].append(tag_id)
+            ids_of_tag[tag_id].append(ticket_id)
     else:
         load_tags([r[0] for r in rows])
     if mostly:  # one pass over the partial index of agent replies, no join
@@ -615,11 +638,13 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
     by_pair: dict = defaultdict(list)
     for row in rows:
         by_pair[row[1], row[2]].append(row)
-    if timelines:  # business seconds replace the wall-clock durations
-        for (mailbox_id, _), pair_rows in by_pair.items():
-            timeline = timelines.get(mailbox_id)
-            if timeline is not None:
-                pair_rows[:] = [_in_business_time(timeline, row) for row in pair_rows]
+    fills = []  # (ticket id, basis, first response, resolution, first epoch, closed epoch)
+    if not all(map(itemgetter(9), rows)):  # durations not stored (or no longer fit)
+        worked = _work_out_durations(core, T, [r[0] for r in rows if not r[9]], timelines,
+                                     bases, fills)
+        for pair_rows in by_pair.values():
+            pair_rows[:] = [row if row[9] else row[:4] + (worked[row[0]][0],) + row[5:8]
+                            + (worked[row[0]][1], 1) for row in pair_rows]
         rows = [row for pair_rows in by_pair.values() for row in pair_rows]
     for (mailbox_id, assignee_id), pair_rows in by_pair.items():
         bucket = Figures("")
@@ -630,14 +655,10 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
         bucket.resolution.sort()
         for fig in (total, group("mailbox", mailbox_id), group("agent", assignee_id)):
             fig.add(bucket)
-    if tags_of:
-        row_of = {row[0]: row for row in rows}
-        tickets_of_tag: dict = defaultdict(list)
-        for ticket_id, tag_ids in tags_of.items():
-            if ticket_id in row_of:
-                for tag_id in tag_ids:
-                    tickets_of_tag[tag_id].append(row_of[ticket_id])
-        for tag_id, tag_rows in tickets_of_tag.items():
+    row_of = dict(zip(map(itemgetter(0), rows), rows))
+    for tag_id, ticket_ids in ids_of_tag.items():
+        tag_rows = list(filter(None, map(row_of.get, ticket_ids)))
+        if tag_rows:
             _fill(group("tag", tag_id), tag_rows, one_reply)
     frt_of, res_of = {}, {}
     if with_tickets:
@@ -652,14 +673,15 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
         if row[3] is not None and row[4] is not None:
             frt_per_hour[row[3]].append(row[4])
     local_hour = _LocalHours(zone, start, end)
+    local = {key: local_hour(key) for key in new_per_hour.keys() | closed_per_hour.keys()}
     for key, count in new_per_hour.items():
-        day, hour = local_hour(key)
+        day, hour = local[key]
         days[day].new += count
         heatmap[day.weekday()][hour] += count
     for key, values in frt_per_hour.items():
-        days[local_hour(key)[0]].first_response.extend(values)
+        days[local[key][0]].first_response.extend(values)
     for key, count in closed_per_hour.items():
-        days[local_hour(key)[0]].closed += count
+        days[local[key][0]].closed += count
 
     # --- replies sent in the range: one scan of the covering index, counted in Python -----
     # (a Counter over the plain rows is cheaper than SQLite's GROUP BY sort at 150k replies)
@@ -677,18 +699,14 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
     if not mostly:  # replies on tickets created and closed outside the range
         load_tags(list(set(per_ticket) - tags_known))
     per_pair = Counter(map(itemgetter(1, 2), reply_rows))
-    per_tag: Counter = Counter()
-    for ticket_id, count in per_ticket.items():
-        tag_ids = tags_of.get(ticket_id)
-        if tag_ids:
-            for tag_id in tag_ids:
-                per_tag[tag_id] += count
     for (mailbox_id, author_id), count in per_pair.items():
         total.replies += count
         group("mailbox", mailbox_id).replies += count
         group("agent", author_id).replies += count
-    for tag_id, count in per_tag.items():
-        group("tag", tag_id).replies += count
+    for tag_id, ticket_ids in ids_of_tag.items():
+        count = sum(map(per_ticket.get, ticket_ids, repeat(0)))
+        if count:
+            group("tag", tag_id).replies += count
 
     # --- waiting now (not date-bound) and ratings given in the range -----------------------
     waiting_where = (
@@ -702,10 +720,29 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
         total.waiting += count
         group("mailbox", mailbox_id).waiting += count
         group("agent", assignee_id).waiting += count
-    # Ratings given in the range: one row per rated ticket (a few thousand a year).
-    rated = _tuples(core, scoped(
-        sa.select(R.ticket_id, T.mailbox_id, T.assignee_id, R.rating)
-        .join(T, T.id == R.ticket_id).where(R.updated_at >= lo, R.updated_at < hi)))
+    # Ratings given in the range: one row per rated ticket (a few thousand a year). When
+    # most tickets were read (and the report is not narrowed to a mailbox or an agent),
+    # their mailbox and assignee are known: only the others are looked up (a join costs a
+    # lookup per rating).
+    rated_in = (R.updated_at >= lo, R.updated_at < hi)
+    if mostly and mailbox_ids is None and agent_id is None:
+        rated, others = [], []
+        for ticket_id, rating in _tuples(core, sa.select(R.ticket_id, R.rating)
+                                         .where(*rated_in)):
+            row = row_of.get(ticket_id)
+            if row is None:
+                others.append(ticket_id)
+            else:
+                rated.append((ticket_id, row[1], row[2], rating))
+        for chunk in range(0, len(others), 5000):
+            rated += _tuples(core, scoped(
+                sa.select(R.ticket_id, T.mailbox_id, T.assignee_id, R.rating)
+                .join(T, T.id == R.ticket_id)
+                .where(*rated_in, R.ticket_id.in_(others[chunk:chunk + 5000]))))
+    else:
+        rated = _tuples(core, scoped(
+            sa.select(R.ticket_id, T.mailbox_id, T.assignee_id, R.rating)
+            .join(T, T.id == R.ticket_id).where(*rated_in)))
     per_pair = Counter((mailbox_id, assignee_id, rating)
                        for _, mailbox_id, assignee_id, rating in rated)
     for (mailbox_id, assignee_id, rating), count in per_pair.items():
@@ -716,12 +753,15 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
     if not mostly:
         load_tags(list({r[0] for r in waiting} - tags_known))
         load_tags(list({r[0] for r in rated} - tags_known))
-    for ticket_id, _, _ in waiting:
-        for tag_id in tags_of.get(ticket_id, ()):
-            group("tag", tag_id).waiting += 1
-    for ticket_id, _, _, rating in rated:
-        for tag_id in tags_of.get(ticket_id, ()):
-            group("tag", tag_id).ratings[rating] += 1
+    waiting_ids = set(map(itemgetter(0), waiting))
+    rating_of = {ticket_id: rating for ticket_id, _, _, rating in rated}
+    for tag_id, ticket_ids in ids_of_tag.items():
+        count = len(waiting_ids.intersection(ticket_ids))
+        if count:
+            group("tag", tag_id).waiting += count
+        given = Counter(filter(None, map(rating_of.get, ticket_ids)))
+        if given:
+            group("tag", tag_id).ratings.update(given)
 
     # --- labels and order ------------------------------------------------------------------
     for key, fig in groups["mailbox"].items():
@@ -740,22 +780,85 @@ def _compute_report(start: date, end: date, *, mailbox_ids=None, agent_id=None,
 
     ticket_rows = []
     if with_tickets:  # a generator: the CSV export streams it row by row
+        tags_of = defaultdict(list)
+        for tag_id, ticket_ids in ids_of_tag.items():
+            for ticket_id in ticket_ids:
+                tags_of[ticket_id].append(tag_id)
         ticket_rows = _ticket_rows(session, scoped, lo, hi, frt_of, res_of, mailboxes,
                                    tag_names, tags_of, names)
     return Report(start=start, end=end, total=total, by_mailbox=ordered("mailbox"),
                   by_agent=ordered("agent"), by_tag=ordered("tag"),
                   days=[days[d] for d in sorted(days)], heatmap=heatmap,
-                  business_hours=bool(timelines), tickets=ticket_rows, tz=tz_name)
+                  business_hours=bool(timelines), tickets=ticket_rows, tz=tz_name,
+                  fills=fills)
 
 
-def _in_business_time(timeline: "BusinessTimeline", row: tuple) -> tuple:
-    """``row`` of the ticket query with its durations counted in business seconds."""
-    (ticket_id, mailbox_id, assignee_id, created_key, _, met, decided, closed_key, _,
-     created, first, closed) = row
-    frt, res = timeline.durations(created, first if created_key is not None else None,
-                                  closed if closed_key is not None else None)
-    return (ticket_id, mailbox_id, assignee_id, created_key, frt, met, decided, closed_key,
-            res, None, None, None)
+def _stored_durations_fit(T, bases: dict):
+    """SQL condition: the ticket's stored durations were counted with its mailbox's current
+    schedule (``bases``; mailboxes not in it count the wall clock) from its current first
+    response and closing times. A reopened ticket (closed_at cleared or changed) or new
+    hours, holidays or zone therefore fall back to working the durations out again."""
+    basis = sa.case(bases, value=T.mailbox_id, else_=sa.literal(WALL_CLOCK)) if bases \
+        else sa.literal(WALL_CLOCK)
+    fits = sa.and_(T.report_basis == basis,
+                   T.report_first_response_at.is_not_distinct_from(T.first_response_at),
+                   T.report_closed_at.is_not_distinct_from(T.closed_at))
+    return sa.case((fits, 1), else_=0)
+
+
+def _work_out_durations(core, T, ticket_ids: list, timelines: dict, bases: dict,
+                        fills: list) -> dict:
+    """{ticket id: (first response, resolution)} of tickets whose stored durations are
+    missing or no longer fit: the database gives wall-clock seconds, or for mailboxes with
+    business hours the epoch seconds that the timeline turns into business seconds. Each is
+    noted in ``fills`` (see :func:`store_durations`). Both durations are worked out whatever
+    the range (the figures use only the first response of tickets created in it and the
+    resolution of those closed in it)."""
+    found = {}
+    for chunk in range(0, len(ticket_ids), 5000):
+        for (ticket_id, mailbox_id, frt, res, created, first, closed) in _tuples(core, sa.select(
+                T.id, T.mailbox_id, seconds_between(T.created_at, T.first_response_at),
+                seconds_between(T.created_at, T.closed_at), epoch_seconds(T.created_at),
+                epoch_seconds(T.first_response_at), epoch_seconds(T.closed_at))
+                .where(T.id.in_(ticket_ids[chunk:chunk + 5000]))):
+            timeline = timelines.get(mailbox_id)
+            if timeline is not None:
+                frt, res = timeline.durations(created, first, closed)
+            found[ticket_id] = (frt, res)
+            fills.append((ticket_id, bases.get(mailbox_id, WALL_CLOCK), frt, res, first,
+                          closed))
+    return found
+
+
+def store_durations(fills: list) -> int:
+    """Store the durations a report worked out (``Report.fills``) on their tickets, for the
+    next report to read; the caller commits. Each row is written only if its first
+    response and closing times are still the ones the durations were counted from (a
+    ticket closed again meanwhile keeps no stale value), and ``updated_at`` is left alone.
+    Returns the number of rows sent."""
+    if not fills:
+        return 0
+    state = get_state()
+    table = state.models.Ticket.__table__
+    c = table.c
+    stmt = sa.update(table).where(
+        c.id == sa.bindparam("t_id"),
+        epoch_seconds(c.first_response_at).is_not_distinct_from(
+            sa.bindparam("t_first", type_=sa.Float())),
+        epoch_seconds(c.closed_at).is_not_distinct_from(
+            sa.bindparam("t_closed", type_=sa.Float())),
+    ).values(report_basis=sa.bindparam("t_basis"),
+             report_first_response_seconds=sa.bindparam("t_frt", type_=sa.Float()),
+             report_resolution_seconds=sa.bindparam("t_res", type_=sa.Float()),
+             report_first_response_at=c.first_response_at, report_closed_at=c.closed_at,
+             updated_at=c.updated_at)
+    connection = state.db.session.connection()
+    for chunk in range(0, len(fills), 5000):
+        connection.execute(stmt, [
+            {"t_id": ticket_id, "t_basis": basis, "t_frt": frt, "t_res": res,
+             "t_first": first, "t_closed": closed}
+            for ticket_id, basis, frt, res, first, closed in fills[chunk:chunk + 5000]])
+    return len(fills)
 
 
 def _fill(fig: Figures, rows: list, one_reply: set) -> None:
@@ -768,7 +871,7 @@ def _fill(fig: Figures, rows: list, one_reply: set) -> None:
     """
     if not rows:
         return
-    ids, _, _, created, frt, met, decided, closed, res = list(zip(*rows))[:9]
+    ids, _, _, created, frt, met, decided, closed, res = islice(zip(*rows), 9)
     fig.new += len(created) - created.count(None)
     fig.sla_met += sum(compress(met, created))
     fig.sla_decided += sum(compress(decided, created))

@@ -16,7 +16,7 @@ from ..models import utcnow
 from ..services import charts
 from ..services.reports import (
     RATING_LABELS, ReportError, check_range, compute_report, default_timezone, figures_csv,
-    format_duration, format_percent, iter_tickets_csv, valid_zone,
+    format_duration, format_percent, iter_tickets_csv, store_durations, valid_zone,
 )
 
 DEFAULT_DAYS = 30
@@ -69,6 +69,25 @@ def read_range():
     return form, errors, start, end, mailbox_id, zone
 
 
+def _keep_durations(report) -> None:
+    """Store the durations this report had to work out, so the next one reads them
+    (``services.reports.store_durations``). Only a cache: when the database is busy
+    (SQLite locked by the worker) the page is shown all the same."""
+    if not report.fills:
+        return
+    from sqlalchemy.exc import DBAPIError
+
+    from ..extension import get_state
+
+    session = get_state().db.session
+    try:
+        store_durations(report.fills)
+        session.commit()
+    except DBAPIError:
+        session.rollback()
+    report.fills = []
+
+
 def _scope(mailbox_id):
     """(mailbox ids, agent id) the current user may report on."""
     visible = visible_mailbox_ids()
@@ -94,6 +113,7 @@ def register(bp) -> None:
         if not errors:
             ids, agent = _scope(mailbox_id)
             report = compute_report(start, end, mailbox_ids=ids, agent_id=agent, tz=zone)
+            _keep_durations(report)
         return render_template(
             "shared_inbox/reports.html", form=form, errors=errors, report=report,
             zones=timezone_names(),
@@ -109,6 +129,10 @@ def register(bp) -> None:
         ids, agent = _scope(mailbox_id)
         report = compute_report(start, end, mailbox_ids=ids, agent_id=agent,
                                 with_tickets=kind == "tickets", tz=zone)
+        if kind == "figures":
+            # (Not before the streamed tickets export: a commit would expire the rows it
+            # is about to read, after the request's session is gone.)
+            _keep_durations(report)
         # The tickets export is streamed (100k rows are formatted and sent a chunk at a time);
         # stream_with_context keeps the database session open until the last row.
         body = figures_csv(report) if kind == "figures" else \
