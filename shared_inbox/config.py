@@ -140,7 +140,8 @@ DOCS: dict[str, str] = {
     "TIMERS_INTERVAL": "Seconds between two runs of the timers job (SLA breach mail, auto-close "
     "of pending tickets, snoozed tickets waking).",
     "SATISFACTION": "Ask customers to rate the answer (Great / Okay / Not good) in the reply "
-    "that closes their ticket: True for every mailbox, or a list of mailbox addresses.",
+    "that closes their ticket: True for every mailbox, or a list of mailbox addresses. The "
+    "default for mailboxes whose settings form never chose (its checkbox wins).",
     "SATISFACTION_LINK_DAYS": "Days a rating link stays valid.",
     "WEEKLY_SUMMARY": "Mail the admins last week's figures every Monday (sent once per week "
     "however many workers run).",

@@ -154,6 +154,7 @@ class MailboxForm(Form):
         "imap_folder": "INBOX", "after_fetch": "leave", "move_to_folder": "",
         "smtp_host": "", "smtp_port": "587", "smtp_security": "starttls", "smtp_username": "",
         "is_active": True, "import_from": "new", "import_since": "", "append_to_sent": False,
+        "ask_for_rating": False,
     }
 
     def __init__(self, data=None, *, creating: bool, has_imap_password: bool = False,
@@ -172,6 +173,9 @@ class MailboxForm(Form):
                 if name not in ("import_from", "import_since")}
         data["imap_port"] = str(mailbox.imap_port)
         data["smtp_port"] = str(mailbox.smtp_port)
+        from .services.satisfaction import enabled_for
+
+        data["ask_for_rating"] = enabled_for(mailbox)  # the config's answer, if never set
         return cls(data, creating=False, has_imap_password=bool(mailbox.imap_secret),
                    has_smtp_password=bool(mailbox.smtp_secret))
 
@@ -180,6 +184,7 @@ class MailboxForm(Form):
         data = {name: formdata.get(name, "") for name in cls.TEXT_FIELDS}
         data["is_active"] = bool(formdata.get("is_active"))
         data["append_to_sent"] = bool(formdata.get("append_to_sent"))
+        data["ask_for_rating"] = bool(formdata.get("ask_for_rating"))
         form = cls(
             data, creating=mailbox is None,
             has_imap_password=bool(mailbox is not None and mailbox.imap_secret),
@@ -230,6 +235,7 @@ class MailboxForm(Form):
         self.text("smtp_username", max_length=320, label="SMTP user name")
         self.cleaned["is_active"] = bool(self.data.get("is_active"))
         self.cleaned["append_to_sent"] = bool(self.data.get("append_to_sent"))
+        self.cleaned["ask_for_rating"] = bool(self.data.get("ask_for_rating"))
 
         if not self.imap_password and (self.creating or not self.has_imap_password):
             self.add_error("imap_password", "IMAP password is required.")
@@ -252,7 +258,7 @@ class MailboxForm(Form):
         for name in ("name", "email_address", "from_name", "signature", "imap_host",
                      "imap_port", "imap_security", "imap_username", "imap_folder",
                      "after_fetch", "move_to_folder", "smtp_port", "smtp_security",
-                     "smtp_username", "is_active", "append_to_sent"):
+                     "smtp_username", "is_active", "append_to_sent", "ask_for_rating"):
             setattr(mailbox, name, c[name])
         mailbox.smtp_host = c["smtp_host"] or c["imap_host"]
         if self.imap_password:

@@ -98,6 +98,9 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         # provider that files sent mail itself (Gmail) would get every reply twice.
         append_to_sent = sa.Column(sa.Boolean, nullable=False, default=False,
                                    server_default=sa.false())
+        # Customer satisfaction (si0017): ask for a rating in the reply that closes a ticket.
+        # None follows SHARED_INBOX_SATISFACTION; the mailbox settings form sets it.
+        ask_for_rating = sa.Column(sa.Boolean, nullable=True)
         # Credentials, encrypted with crypto.SecretBox; never rendered back.
         auth_type = sa.Column(sa.String(20), nullable=False, default="password")
         imap_secret = sa.Column(sa.Text, nullable=True)

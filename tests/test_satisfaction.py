@@ -171,3 +171,32 @@ def test_ratings_are_counted_per_agent_in_the_reports(host, server):
         r = compute_report(date(today.year, today.month, 1) if today.day > 1 else today, today)
         ada_row = next(f for f in r.by_agent if f.key == ada)
         assert (ada_row.rating_count, ada_row.csat, r.total.csat) == (1, 1.0, 1.0)
+
+
+def test_an_admin_switches_rating_requests_per_mailbox_in_settings(host, server):
+    """No config edit needed: the mailbox form's checkbox decides, for that mailbox, and
+    wins over SHARED_INBOX_SATISFACTION either way."""
+    from test_settings import form_data, token
+
+    box, ticket_id, ada, _ = setup_ticket(host, server)
+    agent = client_for(host, ada)
+    admin = host.app.test_client()
+    host.login(admin, host.add_user("boss@acme.test", role="admin"))
+    edit_url = f"/support/settings/mailboxes/{box}/edit"
+
+    def save(**choice):
+        data = form_data(server, imap_password="", **choice)
+        data["csrf_token"] = token(admin, edit_url)
+        assert admin.post(edit_url, data=data).status_code == 302
+
+    checked = 'name="ask_for_rating" value="1" checked'
+    assert checked not in admin.get(edit_url).get_data(as_text=True)  # off by default
+    save(ask_for_rating="1")
+    assert checked in admin.get(edit_url).get_data(as_text=True)
+    assert set(links_of(close_with_reply(host, server, agent, ticket_id))) == \
+        {"Great", "Okay", "Not good"}
+
+    enable(host, True)  # on for every mailbox in config, but this one says no
+    save()  # unticked
+    assert checked not in admin.get(edit_url).get_data(as_text=True)
+    assert links_of(close_with_reply(host, server, agent, ticket_id, "Closing again")) == {}

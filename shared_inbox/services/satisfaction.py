@@ -36,6 +36,11 @@ class RatingLinkError(ValueError):
 
 
 def enabled_for(mailbox) -> bool:
+    """Does a closing reply from ``mailbox`` ask for a rating? The mailbox's own choice
+    (settings) if it made one, else ``SHARED_INBOX_SATISFACTION``."""
+    choice = getattr(mailbox, "ask_for_rating", None)
+    if choice is not None:
+        return bool(choice)
     setting = cv("SATISFACTION")
     if isinstance(setting, (list, tuple, set, frozenset)):
         return mailbox is not None and mailbox.email_address.lower() in \

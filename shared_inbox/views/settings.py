@@ -103,6 +103,8 @@ def register(bp):
         if request.method == "GET":
             form = (MailboxForm(creating=True) if mailbox is None
                     else MailboxForm.from_mailbox(mailbox))
+            if mailbox is None:  # new mailboxes start with the site-wide choice
+                form.data["ask_for_rating"] = cv("SATISFACTION") is True
             return render_form(form, mailbox)
 
         form = MailboxForm.from_request(request.form, mailbox=mailbox)
