@@ -54,6 +54,32 @@ def test_idle_delivers_new_mail_without_waiting_for_the_poll_interval(make_host,
     assert not any(w.is_alive() for w in worker.watchers.values())
 
 
+def test_mail_waiting_while_another_poller_holds_the_mailbox_is_fetched_when_it_lets_go(
+        make_host, mail_server):
+    """The IDLE connection selects the folder with the mail already in it, so the server
+    will never announce it; the watcher's first poll finds the mailbox held by another
+    poller (which may have searched before the mail came). It must wait and poll again,
+    not leave the mail until the next periodic poll (an hour here)."""
+    from datetime import timedelta
+
+    from shared_inbox.models import utcnow
+
+    host = make_host(config={"SHARED_INBOX_POLL_INTERVAL": 3600})
+    host.create_tables()
+    mail_server.deliver("support@example.com", mail("Arrived during another poll"))
+    box = add_mailbox(host, mail_server, "support@example.com")
+    with host.app.app_context():
+        m = host.inbox.models
+        host.db.session.add(m.SyncState(mailbox_id=box, folder="INBOX", last_uid=0,
+                                        lease_owner="elsewhere:1:1",
+                                        lease_until=utcnow() + timedelta(seconds=3)))
+        host.db.session.commit()
+    worker = Worker(host.app).start()
+    try:
+        assert _wait_for(lambda: _subjects(host) == ["Arrived during another poll"])
+    finally:
+        worker.stop()
+
 class _SplittingIMAPServer(threading.Thread):
     """A loopback IMAP server that sends an IDLE response in two TCP segments, 300 ms apart.
 

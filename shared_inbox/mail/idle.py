@@ -24,6 +24,7 @@ log = logging.getLogger("shared_inbox.idle")
 REISSUE_SECONDS = 9 * 60
 CHECK_SECONDS = 5
 LINE_SECONDS = 30
+LOCKED_WAIT_SECONDS = 120  # how long to wait for another poller of the mailbox to finish
 
 
 def wait_for_idle_responses(client, timeout: float) -> list:
@@ -85,16 +86,26 @@ class IdleWatcher(threading.Thread):
                 self.stop_event.wait(min(5 * 2 ** failures, 300))
 
     def _poll(self) -> None:
+        """Poll the mailbox now. If another poller holds it, wait for it to finish and poll
+        again: that poller may have searched before the new mail arrived, and the server
+        will not announce mail our IDLE connection already saw when it selected the folder
+        (so skipping here could leave it until the next periodic poll)."""
         from .imap import poll_mailbox
 
-        with self.app.app_context():
-            state = get_state(self.app)
-            try:
-                mailbox = state.db.session.get(state.models.Mailbox, self.mailbox_id)
-                if mailbox is not None and mailbox.is_active:
-                    poll_mailbox(mailbox)
-            finally:
-                state.db.session.remove()
+        deadline = time.monotonic() + LOCKED_WAIT_SECONDS
+        while not self.stop_event.is_set():
+            with self.app.app_context():
+                state = get_state(self.app)
+                try:
+                    mailbox = state.db.session.get(state.models.Mailbox, self.mailbox_id)
+                    if mailbox is None or not mailbox.is_active:
+                        return
+                    result = poll_mailbox(mailbox)
+                finally:
+                    state.db.session.remove()
+            if not result.locked or time.monotonic() > deadline:
+                return
+            self.stop_event.wait(0.5)
 
     def _watch_once(self) -> bool:
         from .imap import _logout_quietly, connect, select
