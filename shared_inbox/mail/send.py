@@ -21,6 +21,7 @@ import socket
 import ssl
 import time
 import uuid
+from contextlib import contextmanager
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
@@ -291,28 +292,35 @@ def send(mailbox, email_message: EmailMessage | bytes, rcpts, *, mail_from: str 
     sender = mail_from or mailbox.email_address
     smtp, where = _connect(mailbox, timeout)
     try:
-        try:
-            _start(smtp, mailbox, where)
-            refused = smtp.sendmail(sender, rcpts, data)
-        except smtplib.SMTPRecipientsRefused as exc:
-            reasons = {r: _reply_text(c, t) for r, (c, t) in exc.recipients.items()}
-            reason = "; ".join(f"{r}: {t}" for r, t in reasons.items())
-            codes = [c for c, _ in exc.recipients.values()]
-            if codes and all(500 <= c < 600 for c in codes):
-                raise PermanentSendError(reason) from exc
-            raise TransientSendError(reason) from exc
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
-            raise _classify(exc.smtp_code, _reply_text(exc.smtp_code, exc.smtp_error)) from exc
-        except smtplib.SMTPResponseException as exc:
-            raise _classify(exc.smtp_code, _reply_text(exc.smtp_code, exc.smtp_error)) from exc
-        except ssl.SSLError as exc:
-            raise TransientSendError(f"TLS with {where} failed: {exc}") from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise TransientSendError(
-                f"connection to smtp {where} failed ({exc.__class__.__name__}: {exc})") from exc
+        with _as_send_errors(where):
+            try:
+                _start(smtp, mailbox, where)
+                refused = smtp.sendmail(sender, rcpts, data)
+            except smtplib.SMTPRecipientsRefused as exc:
+                reasons = {r: _reply_text(c, t) for r, (c, t) in exc.recipients.items()}
+                reason = "; ".join(f"{r}: {t}" for r, t in reasons.items())
+                codes = [c for c, _ in exc.recipients.values()]
+                if codes and all(500 <= c < 600 for c in codes):
+                    raise PermanentSendError(reason) from exc
+                raise TransientSendError(reason) from exc
     finally:
         _close(smtp)
     return {r: _reply_text(c, t) for r, (c, t) in (refused or {}).items()}
+
+
+@contextmanager
+def _as_send_errors(where: str):
+    """smtplib, TLS and socket failures as :class:`SendError` with the server's reason
+    (permanent for a 5xx reply), for sending and for the settings page's check alike."""
+    try:
+        yield
+    except smtplib.SMTPResponseException as exc:
+        raise _classify(exc.smtp_code, _reply_text(exc.smtp_code, exc.smtp_error)) from exc
+    except ssl.SSLError as exc:
+        raise TransientSendError(f"TLS with {where} failed: {exc}") from exc
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransientSendError(
+            f"connection to smtp {where} failed ({exc.__class__.__name__}: {exc})") from exc
 
 
 def _connect(mailbox, timeout: float | None):
@@ -399,20 +407,13 @@ def check_smtp(mailbox, timeout: float | None = None) -> str:
     settings page; raises :class:`SendError` with the reason otherwise."""
     smtp, where = _connect(mailbox, timeout)
     try:
-        try:
+        with _as_send_errors(where):
             logged_in = _start(smtp, mailbox, where)
             code, text = smtp.mail(mailbox.email_address)
             if code != 250:
                 raise _classify(code, f"the SMTP server {where} refuses mail from "
                                       f"{mailbox.email_address}: " + _reply_text(code, text))
             smtp.rset()
-        except smtplib.SMTPResponseException as exc:
-            raise _classify(exc.smtp_code, _reply_text(exc.smtp_code, exc.smtp_error)) from exc
-        except ssl.SSLError as exc:
-            raise TransientSendError(f"TLS with {where} failed: {exc}") from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise TransientSendError(
-                f"connection to smtp {where} failed ({exc.__class__.__name__}: {exc})") from exc
     finally:
         _close(smtp)
     how = "logged in" if logged_in else "no login asked for"
