@@ -137,31 +137,22 @@ def test_edit_needs_the_csrf_token(host, client, world):
 def test_a_name_the_agents_set_survives_the_customers_next_mail(host, client, world):
     """The display name of a mail is whatever the sender typed (or a spoofer chose): it
     names a new customer, but never overwrites the name an agent gave them."""
-    from email.message import EmailMessage
-
     from shared_inbox.services.ingest import ingest
+    from test_poll import mail
 
     tok = as_user(host, client, world["ada"])
     client.post(f"/support/customers/{world['jo']}",
                 data={"name": "Joanna Doe (VIP)", "notes": "", "csrf_token": tok})
-    msg = EmailMessage()
-    msg["From"] = "jo <jo@example.org>"
-    msg["To"] = "support@x.test"
-    msg["Subject"] = "Another question"
-    msg["Message-ID"] = "<another-question@example.org>"
-    msg.set_content("Hi again")
-    newcomer = EmailMessage()
-    newcomer["From"] = "Kim Lee <kim@example.org>"
-    newcomer["To"] = "support@x.test"
-    newcomer["Subject"] = "First time"
-    newcomer["Message-ID"] = "<first-time@example.org>"
-    newcomer.set_content("Hello")
+    msg = mail("Another question", "Hi again", sender="jo@example.org", name="jo",
+               msgid="another-question")
+    newcomer = mail("First time", "Hello", sender="kim@example.org", name="Kim Lee",
+                    msgid="first-time")
     with host.app.app_context():
         m = host.inbox.models
         support = host.db.session.scalar(
             sa.select(m.Mailbox).where(m.Mailbox.email_address == "support@x.test"))
-        assert ingest(support, bytes(msg)) is not None
-        assert ingest(support, bytes(newcomer)) is not None
+        assert ingest(support, msg) is not None
+        assert ingest(support, newcomer) is not None
         names = dict(host.db.session.execute(sa.select(m.Customer.email, m.Customer.name)).all())
     assert names["jo@example.org"] == "Joanna Doe (VIP)"
     assert names["kim@example.org"] == "Kim Lee"
