@@ -76,28 +76,26 @@ def _roles(refresh: bool) -> tuple[frozenset, frozenset]:
 
 def admin_users() -> list:
     """The admin users themselves, loaded by primary key."""
-    ids = admin_ids()
-    if not ids:
-        return []
-    state = get_state()
-    pk = user_primary_key(state.user_model)
-    users = list(state.db.session.scalars(sa.select(state.user_model).where(pk.in_(ids))))
-    # The host may have demoted someone since the scan: ask again for the few found.
-    return [u for u in users if state.extension.is_admin(u)]
+    return _users(admin_ids(), get_state().extension.is_admin)
 
 
 def agent_users(*, admins: bool = True) -> list:
     """The agents themselves (without the admins if ``admins=False``), loaded by primary
-    key and asked again (a role may have changed since the scan), sorted by name."""
-    state = get_state()
-    ext = state.extension
-    ids = agent_ids()
+    key and asked again, sorted by name."""
+    ext = get_state().extension
+    chosen = _users(agent_ids(), lambda u: ext.is_agent(u) and (admins or not ext.is_admin(u)))
+    return sorted(chosen, key=lambda u: (ext.display_user(u)["name"] or "").lower())
+
+
+def _users(ids, still) -> list:
+    """The users with these primary keys for whom ``still(user)`` holds: the host may have
+    changed someone's role since the scan, so the few found are asked again."""
     if not ids:
         return []
+    state = get_state()
     pk = user_primary_key(state.user_model)
-    users = state.db.session.scalars(sa.select(state.user_model).where(pk.in_(ids)))
-    chosen = [u for u in users if ext.is_agent(u) and (admins or not ext.is_admin(u))]
-    return sorted(chosen, key=lambda u: (ext.display_user(u)["name"] or "").lower())
+    return [u for u in state.db.session.scalars(sa.select(state.user_model).where(pk.in_(ids)))
+            if still(u)]
 
 
 def forget() -> None:
