@@ -37,26 +37,19 @@ def _guarded(app: Flask, failure: str):
 def poll_job(app: Flask) -> None:
     from .mail.imap import poll_all
 
-    with app.app_context():
-        try:
-            for result in poll_all():
-                if result.ingested:
-                    log.info("%s: %d new message(s)", result.mailbox, result.ingested)
-        finally:
-            get_state(app).db.session.remove()
+    with _guarded(app, "polling failed"):
+        for result in poll_all():
+            if result.ingested:
+                log.info("%s: %d new message(s)", result.mailbox, result.ingested)
 
 
 def wake_job(app: Flask) -> None:
     """Snoozed tickets come back to the inbox at their time."""
     from .services.tickets import wake_snoozed
 
-    with app.app_context():
-        state = get_state(app)
-        try:
-            if wake_snoozed():
-                state.db.session.commit()
-        finally:
-            state.db.session.remove()
+    with _guarded(app, "waking snoozed tickets failed"):
+        if wake_snoozed():
+            get_state(app).db.session.commit()
 
 
 def automation_job(app: Flask) -> None:
