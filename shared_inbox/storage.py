@@ -75,11 +75,7 @@ class FilesystemStorage:
         pending = self._pending()
         if not pending:
             return
-        for tmp in pending.values():
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
+        _remove_quietly(*pending.values())
         pending.clear()
 
     def sync(self) -> None:
@@ -95,10 +91,7 @@ class FilesystemStorage:
         try:
             _fsync_all([tmp for _path, tmp in items])
             for path, tmp in items:
-                directory = os.path.dirname(path)
-                if directory not in self._dirs:
-                    os.makedirs(directory, exist_ok=True)
-                    self._dirs.add(directory)
+                directory = self._ensure_dir(path)
                 try:
                     os.replace(tmp, path)
                 except FileNotFoundError:  # the directory was removed behind our back
@@ -108,12 +101,16 @@ class FilesystemStorage:
                 _fsync_all(sorted({os.path.dirname(path) for path, _tmp in items}),
                            os.O_RDONLY | os.O_DIRECTORY)
         except BaseException:
-            for _path, tmp in items:
-                try:
-                    os.remove(tmp)
-                except OSError:
-                    pass
+            _remove_quietly(*(tmp for _path, tmp in items))
             raise
+
+    def _ensure_dir(self, path: str) -> str:
+        """The directory of ``path``, created the first time this storage needs it."""
+        directory = os.path.dirname(path)
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+        return directory
 
     def _path(self, key: str) -> str:
         path = os.path.abspath(os.path.join(self.root, key))
@@ -129,10 +126,7 @@ class FilesystemStorage:
         if pending is not None and path in pending:
             return key
         if not os.path.exists(path):
-            directory = os.path.dirname(path)
-            if directory not in self._dirs:
-                os.makedirs(directory, exist_ok=True)
-                self._dirs.add(directory)
+            directory = self._ensure_dir(path)
             # Write then rename, so a crash never leaves a half-written file under its name;
             # fsync before the rename (and so before the commit that references the file).
             try:
@@ -151,10 +145,7 @@ class FilesystemStorage:
                 else:
                     pending[path] = tmp  # renamed by sync()
             except BaseException:
-                try:
-                    os.remove(tmp)
-                except OSError:
-                    pass
+                _remove_quietly(tmp)
                 raise
         return key
 
@@ -190,10 +181,7 @@ class FilesystemStorage:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
                 os.replace(tmp, path)
         except BaseException:
-            try:
-                os.remove(tmp)
-            except OSError:
-                pass
+            _remove_quietly(tmp)
             raise
         return key, size, hexdigest
 
@@ -230,6 +218,15 @@ class FilesystemStorage:
                 except FileNotFoundError:  # another worker swept it first
                     pass
         return removed
+
+
+def _remove_quietly(*paths: str) -> None:
+    """Remove temporary files that are no longer wanted; one already gone is fine."""
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
 
 
 def _fsync_all(paths: list[str], flags: int = os.O_RDWR) -> None:
