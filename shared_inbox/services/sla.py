@@ -221,8 +221,7 @@ def reevaluate(ticket) -> None:
     policy = matching_policy(ticket)
     if (policy.id if policy else None) == ticket.sla_policy_id:
         return
-    response_from = _response_clock_start(ticket)
-    resolution_from = _resolution_clock_start(ticket)
+    response_from, resolution_from = _starts(ticket, *_clock_starts([ticket.id]))
     apply_policy(ticket, response_from=response_from, resolution_from=resolution_from,
                  policy=policy)
 
@@ -258,11 +257,7 @@ def reapply_policies() -> int:
         if ticket.mailbox_id not in schedules:
             schedules[ticket.mailbox_id] = bh.schedule_for(ticket.mailbox)
         schedule = schedules[ticket.mailbox_id]
-        # As _response_clock_start / _resolution_clock_start, from three grouped queries
-        # for all the tickets instead of three queries per ticket.
-        response_from = (answered_after.get(ticket.id) or ticket.created_at
-                         if ticket.id in replied else ticket.created_at)
-        resolution_from = reopened.get(ticket.id) or ticket.created_at
+        response_from, resolution_from = _starts(ticket, replied, answered_after, reopened)
         values = {"sla_policy_id": policy.id if policy is not None else None,
                   "first_response_due_at": _due(
                       schedule, response_from, policy.first_response_minutes if policy else None),
@@ -287,8 +282,9 @@ def reapply_policies() -> int:
 
 
 def _clock_starts(ticket_ids) -> tuple[dict, dict, dict]:
-    """For the tickets of the ``ticket_ids`` subquery: the last agent reply, the first
-    customer message after it, and the last reopening, each ``{ticket id: time}``."""
+    """For the tickets of ``ticket_ids`` (a subquery or a list): the last agent reply, the
+    first customer message after it, and the last reopening, each ``{ticket id: time}``.
+    The one definition of where the SLA clocks start, for one ticket or the backlog."""
     state = get_state()
     m = state.models
     session = state.db.session
@@ -311,30 +307,21 @@ def _clock_starts(ticket_ids) -> tuple[dict, dict, dict]:
     return replied, after, reopened
 
 
+def _starts(ticket, replied: dict, answered_after: dict, reopened: dict) -> tuple:
+    """(response clock start, resolution clock start) of ``ticket`` from
+    :func:`_clock_starts`: the first customer message after our last reply (or the
+    creation), and the last reopening (or the creation)."""
+    response = ((answered_after.get(ticket.id) or ticket.created_at) if ticket.id in replied
+                else ticket.created_at)
+    return response, reopened.get(ticket.id) or ticket.created_at
+
+
 def _response_clock_start(ticket) -> datetime | None:
-    """The first customer message not answered by an agent (or the creation)."""
-    state = get_state()
-    m = state.models
-    replied = state.db.session.scalar(
-        sa.select(sa.func.max(m.Message.created_at))
-        .where(m.Message.ticket_id == ticket.id, m.Message.kind == "outbound",
-               m.Message.author_id.isnot(None)))
-    if replied is None:
-        return ticket.created_at
-    first_after = state.db.session.scalar(
-        sa.select(sa.func.min(m.Message.created_at))
-        .where(m.Message.ticket_id == ticket.id, m.Message.kind == "inbound",
-               m.Message.is_automated.is_(False), m.Message.created_at > replied))
-    return first_after or ticket.created_at
+    return _starts(ticket, *_clock_starts([ticket.id]))[0]
 
 
 def _resolution_clock_start(ticket) -> datetime | None:
-    state = get_state()
-    m = state.models
-    reopened = state.db.session.scalar(
-        sa.select(sa.func.max(m.Activity.created_at))
-        .where(m.Activity.ticket_id == ticket.id, m.Activity.action == "reopened"))
-    return reopened or ticket.created_at
+    return _starts(ticket, *_clock_starts([ticket.id]))[1]
 
 
 def set_priority(ticket, priority: str, actor=None) -> bool:
