@@ -358,6 +358,11 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
         # transaction, so a crash re-runs it and a bug cannot lose the mail); "skipped" for
         # imported history and anything that must never trigger automation.
         automation_state = sa.Column(sa.String(10), nullable=True, index=True)
+        # Two-phase ingestion (si0018, services/accept.py): the poller commits a new mail
+        # from its headers alone (threaded, in the inbox at once) with this flag set;
+        # services/complete.py then parses the body, attachments and quotes and clears it.
+        body_pending = sa.Column(sa.Boolean, nullable=False, default=False,
+                                 server_default=sa.false())
         # Outgoing mail state (outbox).
         send_status = sa.Column(sa.String(10), nullable=True)
         send_error = sa.Column(sa.Text, nullable=True)
@@ -636,6 +641,11 @@ def build_models(db, user_model, prefix: str = "inbox_") -> SimpleNamespace:
     sa.Index(f"ix_{t('message')}_outbound_ticket", InboxMessage.ticket_id,
              InboxMessage.author_id, InboxMessage.thread_reason, sqlite_where=_outbound,
              postgresql_where=_outbound)
+
+    # Messages still waiting for their body to be parsed (a handful at any time).
+    _pending = sa.text("body_pending")
+    sa.Index(f"ix_{t('message')}_body_pending", InboxMessage.id, sqlite_where=_pending,
+             postgresql_where=_pending)
 
     class InboxSatisfactionRating(Model):
         """The customer's answer to "how did we do?" (one per ticket: a second click updates it)."""

@@ -53,9 +53,13 @@ def wake_job(app: Flask) -> None:
 
 
 def automation_job(app: Flask) -> None:
-    """Rules, auto-replies and SLA for mail not yet automated (e.g. after a crash)."""
+    """Bodies still to parse, then rules, auto-replies and SLA for mail not yet automated
+    (e.g. after a crash)."""
     from .services.automation import process_pending
+    from .services.complete import complete_pending
 
+    with _guarded(app, "parsing accepted mail failed"):
+        complete_pending()
     with _guarded(app, "automation job failed"):
         process_pending()
 

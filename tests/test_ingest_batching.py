@@ -39,8 +39,9 @@ def test_a_batch_is_one_transaction(host, mail_server):
     counts = _statements_and_commits(host)
     result = poll(host, mailbox)
     assert (result.ingested, result.skipped, result.error) == (12, 0, None)
-    # set-up commits (cursor, lease...) and one for the batch, not one per message
-    assert counts["commits"] < 8, counts
+    # set-up commits (cursor, lease...), one for the batch and one for parsing its bodies,
+    # not one per message
+    assert counts["commits"] < 9, counts
     assert [t[0] for t in tickets(host)] == [f"Batch {i}" for i in range(12)]
     with host.app.app_context():
         m = host.inbox.models
@@ -53,26 +54,26 @@ def test_a_crash_loses_only_the_uncommitted_batch_which_the_next_poll_fetches(
         host, mail_server, monkeypatch):
     """With the default batch size all 5 messages are one batch: a crash at message 3
     leaves nothing committed (no cursor moved, no ledger row), the next poll gets all 5."""
-    import shared_inbox.services.ingest as ingest_module
+    from shared_inbox.services.accept import Acceptor
 
     for i in range(5):
         mail_server.deliver("support@example.com", mail(f"Crash {i}"))
     mailbox = add_mailbox(host, mail_server, "support@example.com")
-    real_ledger, calls = ingest_module._ledger, []
+    real_accept, calls = Acceptor.accept, []
 
     class Killed(BaseException):
         pass
 
-    def dying_ledger(*args, **kwargs):
+    def dying_accept(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise Killed()
-        return real_ledger(*args, **kwargs)
+        return real_accept(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "_ledger", dying_ledger)
+    monkeypatch.setattr(Acceptor, "accept", dying_accept)
     with pytest.raises(Killed):
         poll(host, mailbox)
-    monkeypatch.setattr(ingest_module, "_ledger", real_ledger)
+    monkeypatch.setattr(Acceptor, "accept", real_accept)
     assert tickets(host) == []
     with host.app.app_context():
         m = host.inbox.models
@@ -98,7 +99,17 @@ def test_a_failing_message_rolls_back_only_itself_and_is_stored_raw(host, mail_s
             raise RuntimeError("boom")
         return real(mailbox, raw, parsed, *args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "_ingest_parsed", failing)
+    from shared_inbox.services.accept import Acceptor
+
+    real_accept = Acceptor.accept
+
+    def failing_accept(self, uid, raw, received):
+        if b"Subject: Msg 2" in raw:
+            raise RuntimeError("boom")
+        return real_accept(self, uid, raw, received)
+
+    monkeypatch.setattr(Acceptor, "accept", failing_accept)  # the batch's hot path
+    monkeypatch.setattr(ingest_module, "_ingest_parsed", failing)  # one at a time
     result = poll(host, mailbox)
     assert (result.ingested, result.skipped, result.error) == (5, 0, None)
     assert len(result.uids) == 5 == len(set(result.uids))

@@ -331,28 +331,28 @@ def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(make_host
 
     Each FETCH batch (here of 2) is one transaction: the batch of messages 1-2 is
     committed, the crash loses the batch of message 3 (fetched again by the next poll)."""
-    import shared_inbox.services.ingest as ingest_module
+    from shared_inbox.services.accept import Acceptor
 
     host = make_host(config={"SHARED_INBOX_FETCH_BATCH_SIZE": 2})
     host.create_tables()
     for i in range(5):
         mail_server.deliver("support@example.com", mail(f"Crash {i}"))
     mailbox = add_mailbox(host, mail_server, "support@example.com")
-    real_ledger, calls = ingest_module._ledger, []
+    real_accept, calls = Acceptor.accept, []
 
     class Killed(BaseException):
         pass
 
-    def dying_ledger(*args, **kwargs):
+    def dying_accept(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             raise Killed()
-        return real_ledger(*args, **kwargs)
+        return real_accept(*args, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "_ledger", dying_ledger)
+    monkeypatch.setattr(Acceptor, "accept", dying_accept)
     with pytest.raises(Killed):
         poll(host, mailbox)
-    monkeypatch.setattr(ingest_module, "_ledger", real_ledger)
+    monkeypatch.setattr(Acceptor, "accept", real_accept)
     assert len(tickets(host)) == 2
     # The lease of the dead poller expires; the next poll takes over and finishes the job.
     with host.app.app_context():
@@ -363,6 +363,13 @@ def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(make_host
     assert result.ingested == 3 and result.error is None
     assert [t[0] for t in tickets(host)] == [f"Crash {i}" for i in range(5)]
     assert poll(host, mailbox).ingested == 0
+    # The bodies of the batch committed before the crash were parsed by the next poll.
+    with host.app.app_context():
+        m = host.inbox.models
+        rows = host.db.session.execute(sa.select(m.Message.body_pending, m.Message.body_text)
+                                       .order_by(m.Message.id)).all()
+        assert [pending for pending, _text in rows] == [False] * 5
+        assert all(text.strip() for _pending, text in rows)
 
 
 def test_agent_splits_a_wrongly_attached_message_and_later_replies_follow_it(host, mail_server):

@@ -36,7 +36,7 @@ from email.parser import BytesHeaderParser, BytesParser
 
 from .parse import ParsedMessage, decode_header_value, extract_message_ids
 
-__all__ = ["Classification", "classify"]
+__all__ = ["Classification", "classify", "classify_headers"]
 
 log = logging.getLogger("shared_inbox.classify")
 
@@ -411,7 +411,20 @@ def classify(raw: bytes, parsed: ParsedMessage) -> Classification:
         return Classification()
 
 
-def _classify(raw: bytes, parsed: ParsedMessage) -> Classification:
+def classify_headers(raw: bytes, parsed: ParsedMessage) -> Classification | None:
+    """:func:`classify` for a message parsed headers-only (``parse.parse_headers``), or
+    None when the answer may depend on the body: reports, and mail from MAILER-DAEMON,
+    a null Return-Path or naming failed recipients -- parse those whole and classify them.
+    For everything else the body is never consulted, so the result is the same."""
+    try:
+        return _classify(raw, parsed, headers_only=True)
+    except Exception:
+        log.exception("could not classify a message from its headers")
+        return None
+
+
+def _classify(raw: bytes, parsed: ParsedMessage, headers_only: bool = False
+              ) -> Classification | None:
     if not isinstance(raw, (bytes, bytearray)):
         raw = bytes(raw or b"")
     raw = bytes(raw)
@@ -443,9 +456,13 @@ def _classify(raw: bytes, parsed: ParsedMessage) -> Classification:
     for value in (header("x-failed-recipients") or "").split(","):
         _add(x_failed, _norm_addr(value))
     report = _Report()
+    if headers_only and (daemon or null_path or x_failed or top_type == "multipart/report"):
+        return None
     if (top_type.startswith("multipart/") and (
             top_type == "multipart/report" or daemon or null_path or x_failed
             or _has_report_part(raw))):
+        if headers_only:
+            return None
         report = _scan(raw)
 
     own_ids = {parsed.message_id} if parsed.message_id else set()

@@ -24,6 +24,7 @@ from ..config import cv
 from ..extension import get_state
 from ..models import utcnow
 from .net import is_loopback
+from ..services.accept import Acceptor
 from ..services.ingest import commit_with_files, ingest
 
 log = logging.getLogger("shared_inbox.imap")
@@ -247,9 +248,22 @@ def poll_mailbox(mailbox) -> PollResult:
         session.commit()
         current.expire_on_commit = expire_on_commit
         _release_lease(sync, owner)
+    _complete_bodies(mailbox)
     if result.ingested:
         _automate(mailbox)
     return result
+
+
+def _complete_bodies(mailbox) -> None:
+    """Parse the bodies of what was just accepted (the automation job catches up on anything
+    left if this fails or the process dies first)."""
+    from ..services.complete import complete_pending
+
+    try:
+        complete_pending(mailbox_id=mailbox.id)
+    except Exception:
+        get_state().db.session.rollback()
+        log.exception("parsing the mail fetched from %s failed", mailbox.email_address)
 
 
 def _automate(mailbox) -> None:
@@ -334,17 +348,16 @@ def _ingest_batch(mailbox, sync, items, result: PollResult, *, folder: str,
     session = get_state().db.session
     ingested = skipped = 0
     try:
+        # Most mail is stored from its headers here; the body is parsed after the commit.
+        acceptor = Acceptor(mailbox, folder, uidvalidity, importing)
         for uid, raw, received in items:
             if raw is None:
                 skipped += 1
-                continue
-            message = ingest(mailbox, raw, folder=folder, uidvalidity=uidvalidity, uid=uid,
-                             received_at=received, imported=importing, check_ledger=False,
-                             commit=False)
-            if message is None:
-                skipped += 1
-            else:
+            elif acceptor.ingest(uid, raw, received):
                 ingested += 1
+            else:
+                skipped += 1
+        acceptor.flush()
         sync.last_uid = items[-1][0]
         commit_with_files()
     except Exception:

@@ -21,6 +21,15 @@ TICKET_TOKEN = re.compile(r"\[#(\d{1,12})\]")
 
 def find_ticket(parsed, customer):
     """Return ``(ticket, reason)`` or ``(None, "")`` for a new ticket."""
+    ticket_id, reason = find_ticket_id(parsed, customer.id if customer is not None else None)
+    if ticket_id is None:
+        return None, ""
+    state = get_state()
+    return state.db.session.get(state.models.Ticket, ticket_id), reason
+
+
+def find_ticket_id(parsed, customer_id: int | None) -> tuple[int | None, str]:
+    """:func:`find_ticket` without loading the ticket (the poller's hot path)."""
     state = get_state()
     m = state.models
     session = state.db.session
@@ -41,10 +50,11 @@ def find_ticket(parsed, customer):
             by_id.setdefault(mid, ticket_id)
         for mid, how in candidates:
             if mid in by_id:
-                return session.get(m.Ticket, by_id[mid]), f"matched {how} <{mid}>"
+                return by_id[mid], f"matched {how} <{mid}>"
     match = TICKET_TOKEN.search(parsed.subject or "")
-    if match and customer is not None:
-        ticket = session.get(m.Ticket, int(match.group(1)))
-        if ticket is not None and ticket.customer_id == customer.id:
-            return ticket, f"subject token [#{ticket.id}] from the ticket's customer"
+    number = int(match.group(1)) if match else 0
+    if 0 < number < 2**31 and customer_id is not None:  # (an INTEGER key on PostgreSQL)
+        owner = session.scalar(sa.select(m.Ticket.customer_id).where(m.Ticket.id == number))
+        if owner is not None and owner == customer_id:
+            return number, f"subject token [#{number}] from the ticket's customer"
     return None, ""

@@ -66,7 +66,9 @@ def pending_state(*, new_ticket: bool, imported: bool) -> str:
 def pending_ids(limit: int = 200, mailbox_id: int | None = None) -> list[int]:
     state = get_state()
     m = state.models
-    query = (sa.select(m.Message.id).where(m.Message.automation_state.in_(PENDING))
+    # Mail whose body is still to be parsed (services/complete.py) waits: rules read it.
+    query = (sa.select(m.Message.id).where(m.Message.automation_state.in_(PENDING),
+                                           m.Message.body_pending.is_(False))
              .order_by(m.Message.id).limit(limit))
     if mailbox_id is not None:
         query = query.where(m.Message.mailbox_id == mailbox_id)

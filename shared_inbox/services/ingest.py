@@ -69,6 +69,19 @@ def _naive_utc(value: datetime | None) -> datetime | None:
     return value
 
 
+def ingest_date(parsed_date, received_at, now) -> datetime:
+    """The message's date for the inbox: its Date header, else when the server got it,
+    never in the future (a wrong sender clock must not pin a ticket to the top)."""
+    date = _naive_utc(parsed_date) or _naive_utc(received_at) or now
+    return now if date > now else date
+
+
+def ledger_values(mailbox, folder, uidvalidity, uid, message_pk, now) -> dict:
+    """The UID ledger row of a fetched message (``message_pk`` None for a skipped copy)."""
+    return dict(mailbox_id=mailbox.id, folder=folder, uidvalidity=uidvalidity, uid=uid,
+                message_pk=message_pk, fetched_at=now)
+
+
 def _already_fetched(mailbox_id, folder, uidvalidity, uid) -> bool:
     state = get_state()
     m = state.models
@@ -163,17 +176,36 @@ def _find_duplicate(parsed: ParsedMessage, content_hash: str) -> int | None:
     reset), or None.
 
     Identified by Message-ID and content together, or by content alone when the mail has
-    no Message-ID. (Only the id is read: the row itself is not needed.)
+    no Message-ID. A candidate the poller accepted moments ago from its headers alone
+    (``body_pending``, see services/accept.py) has no content hash yet: it is read from
+    its raw copy here.
     """
     state = get_state()
     m = state.models
     same_id = (m.Message.message_id == parsed.message_id[:998]) if parsed.message_id \
         else m.Message.message_id.is_(None)
-    return state.db.session.scalar(
+    found = state.db.session.scalar(
         sa.select(m.Message.id).where(
             m.Message.content_hash == content_hash, same_id, m.Message.kind == "inbound",
         ).limit(1)
     )
+    if found is not None or not parsed.message_id:
+        return found
+    for candidate in state.db.session.scalars(sa.select(m.Message).where(
+            same_id, m.Message.kind == "inbound", m.Message.body_pending.is_(True))):
+        if _pending_fingerprint(candidate) == content_hash:
+            return candidate.id
+    return None
+
+
+def _pending_fingerprint(message) -> str | None:
+    from ..mail.parse import parse_message
+
+    try:
+        return fingerprint(parse_message(get_state().storage.get(message.raw_key)))
+    except Exception:  # an unreadable copy is no proof of a duplicate
+        log.warning("could not read the raw copy of message %s", message.id, exc_info=True)
+        return None
 
 
 def _bounced_ticket(kind: Classification):
@@ -202,9 +234,7 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
     else:
         ticket, reason = find_ticket(parsed, customer)
     now = utcnow()
-    date = _naive_utc(parsed.date) or _naive_utc(received_at) or now
-    if date > now:
-        date = now
+    date = ingest_date(parsed.date, received_at, now)
     new_ticket = ticket is None
     split = split_reply(parsed.text or "")
     if new_ticket:
@@ -244,16 +274,7 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
         message.ticket_id = ticket.id  # (no load of the ticket's message list)
     session.add(message)
     session.flush()
-    for att in parsed.attachments:
-        session.add(m.Attachment(
-            message_id=message.id, filename=att.filename[:255],
-            content_type=att.content_type[:255],
-            size=att.size if getattr(att, "storage_key", "") else len(att.payload),
-            storage_key=getattr(att, "storage_key", "") or state.storage.put(att.payload,
-                                                                             kind="att"),
-            content_id=att.content_id[:255] if att.content_id else None,
-            is_inline=att.is_inline,
-        ))
+    add_attachments(message, parsed)
 
     if (parsed.is_malformed or kind.is_bounce) and not ticket.is_flagged:
         ticket.is_flagged = True
@@ -278,6 +299,23 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
             record_activity(ticket, "reopened", old=old, reason="customer replied")
         record_activity(ticket, "customer_replied", message=message.id, why=reason)
     return message
+
+
+def add_attachments(message, parsed: ParsedMessage) -> None:
+    """The message's attachment rows; their bytes go to storage (large parts are there
+    already: ``large_parts`` streamed them while parsing)."""
+    state = get_state()
+    m = state.models
+    for att in parsed.attachments:
+        state.db.session.add(m.Attachment(
+            message_id=message.id, filename=att.filename[:255],
+            content_type=att.content_type[:255],
+            size=att.size if getattr(att, "storage_key", "") else len(att.payload),
+            storage_key=getattr(att, "storage_key", "") or state.storage.put(att.payload,
+                                                                             kind="att"),
+            content_id=att.content_id[:255] if att.content_id else None,
+            is_inline=att.is_inline,
+        ))
 
 
 def _touch_ticket_inbound(ticket, message, text: str, date) -> None:
