@@ -6,7 +6,8 @@ same three methods as ``SHARED_INBOX_ATTACHMENT_STORAGE`` (S3, a database blob s
 an optional ``put_stream`` (see :meth:`FilesystemStorage.put_stream`) lets ingestion store
 large attachments without holding them whole in memory (``mail/large_parts.py``), and
 optional ``deferred_sync()`` / ``sync()`` let the poller make a whole batch's files durable
-at once before the batch's commit instead of one fsync per file.
+at once before the batch's commit instead of one fsync per file, and an optional
+``put_many`` stores a batch's raw mails in one file.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import re
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Protocol
@@ -24,6 +26,8 @@ SYNC_THREADS = 16  # fsyncs issued together: the file system commits them as one
 TEMP_PREFIX = ".tmp-"  # files being written (put); put_stream uses ".partial-"
 # Temporary names a sweep may remove: ours, and the bare ``tmpXXXXXXXX`` of mkstemp that
 # earlier versions used.
+# A blob inside a pack (put_many): the pack's key, then @offset+length.
+_PACKED = re.compile(r"^(.+\.pack)@(\d+)\+(\d+)$")
 _TEMP_NAME = re.compile(r"^(?:\.tmp-|\.partial-)[A-Za-z0-9_]+$|^tmp[A-Za-z0-9_]{8}$")
 
 
@@ -149,6 +153,43 @@ class FilesystemStorage:
                 raise
         return key
 
+    def put_many(self, blobs: list[bytes], *, kind: str) -> list[str]:
+        """Store several blobs in one file (a pack) and return a key for each.
+
+        The poller stores each batch's raw mails this way: one file to write and fsync
+        instead of one per mail (0.18 instead of 0.6 ms a mail here). A key names the pack
+        and the byte range, ``raw/packs/ab/<name>.pack@<offset>+<length>``; :meth:`get`
+        reads the range back. Packs are never rewritten, so a range cannot be deleted on
+        its own (:meth:`delete` of a packed key does nothing)."""
+        name = uuid.uuid4().hex
+        key = f"{kind}/packs/{name[:2]}/{name}.pack"
+        path = self._path(key)
+        directory = self._ensure_dir(path)
+        pending = self._pending()
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+        except FileNotFoundError:  # removed behind our back since we created it
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+        keys, offset = [], 0
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for blob in blobs:
+                    fh.write(blob)
+                    keys.append(f"{key}@{offset}+{len(blob)}")
+                    offset += len(blob)
+                if pending is None:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            if pending is None:
+                os.replace(tmp, path)
+            else:
+                pending[path] = tmp  # renamed by sync()
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
+        return keys
+
     def put_stream(self, chunks, *, kind: str, suffix: str = "") -> tuple[str, int, str]:
         """Like :meth:`put` for bytes that arrive in pieces (a large attachment decoded as
         it is read), so they are never whole in memory: hashed while written to a temporary
@@ -186,14 +227,24 @@ class FilesystemStorage:
         return key, size, hexdigest
 
     def get(self, key: str) -> bytes:
-        path = self._path(key)
+        packed = _PACKED.match(key)
+        path = self._path(packed.group(1) if packed else key)
         pending = self._pending()
         if pending and path in pending:
             path = pending[path]
         with open(path, "rb") as fh:
-            return fh.read()
+            if packed is None:
+                return fh.read()
+            offset, length = int(packed.group(2)), int(packed.group(3))
+            fh.seek(offset)
+            data = fh.read(length)
+        if len(data) != length:
+            raise OSError(f"storage pack {packed.group(1)} is shorter than its key says")
+        return data
 
     def delete(self, key: str) -> None:
+        if _PACKED.match(key):
+            return  # a range of a pack: removed with its pack only
         try:
             os.remove(self._path(key))
         except FileNotFoundError:

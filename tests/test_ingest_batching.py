@@ -54,12 +54,12 @@ def test_a_crash_loses_only_the_uncommitted_batch_which_the_next_poll_fetches(
         host, mail_server, monkeypatch):
     """With the default batch size all 5 messages are one batch: a crash at message 3
     leaves nothing committed (no cursor moved, no ledger row), the next poll gets all 5."""
-    from shared_inbox.services.accept import Acceptor
+    from shared_inbox.services.accept import BatchAcceptor
 
     for i in range(5):
         mail_server.deliver("support@example.com", mail(f"Crash {i}"))
     mailbox = add_mailbox(host, mail_server, "support@example.com")
-    real_accept, calls = Acceptor.accept, []
+    real_accept, calls = BatchAcceptor.read_header_block, []
 
     class Killed(BaseException):
         pass
@@ -70,10 +70,10 @@ def test_a_crash_loses_only_the_uncommitted_batch_which_the_next_poll_fetches(
             raise Killed()
         return real_accept(*args, **kwargs)
 
-    monkeypatch.setattr(Acceptor, "accept", dying_accept)
+    monkeypatch.setattr(BatchAcceptor, "read_header_block", staticmethod(dying_accept))
     with pytest.raises(Killed):
         poll(host, mailbox)
-    monkeypatch.setattr(Acceptor, "accept", real_accept)
+    monkeypatch.setattr(BatchAcceptor, "read_header_block", staticmethod(real_accept))
     assert tickets(host) == []
     with host.app.app_context():
         m = host.inbox.models
@@ -99,16 +99,16 @@ def test_a_failing_message_rolls_back_only_itself_and_is_stored_raw(host, mail_s
             raise RuntimeError("boom")
         return real(mailbox, raw, parsed, *args, **kwargs)
 
-    from shared_inbox.services.accept import Acceptor
+    from shared_inbox.services.accept import BatchAcceptor
 
-    real_accept = Acceptor.accept
+    real_accept = BatchAcceptor.read_header_block
 
-    def failing_accept(self, uid, raw, received):
+    def failing_accept(raw):
         if b"Subject: Msg 2" in raw:
             raise RuntimeError("boom")
-        return real_accept(self, uid, raw, received)
+        return real_accept(raw)
 
-    monkeypatch.setattr(Acceptor, "accept", failing_accept)  # the batch's hot path
+    monkeypatch.setattr(BatchAcceptor, "read_header_block", staticmethod(failing_accept))  # the batch's hot path
     monkeypatch.setattr(ingest_module, "_ingest_parsed", failing)  # one at a time
     result = poll(host, mailbox)
     assert (result.ingested, result.skipped, result.error) == (5, 0, None)

@@ -331,14 +331,14 @@ def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(make_host
 
     Each FETCH batch (here of 2) is one transaction: the batch of messages 1-2 is
     committed, the crash loses the batch of message 3 (fetched again by the next poll)."""
-    from shared_inbox.services.accept import Acceptor
+    from shared_inbox.services.accept import BatchAcceptor
 
     host = make_host(config={"SHARED_INBOX_FETCH_BATCH_SIZE": 2})
     host.create_tables()
     for i in range(5):
         mail_server.deliver("support@example.com", mail(f"Crash {i}"))
     mailbox = add_mailbox(host, mail_server, "support@example.com")
-    real_accept, calls = Acceptor.accept, []
+    real_accept, calls = BatchAcceptor.read_header_block, []
 
     class Killed(BaseException):
         pass
@@ -349,10 +349,10 @@ def test_a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(make_host
             raise Killed()
         return real_accept(*args, **kwargs)
 
-    monkeypatch.setattr(Acceptor, "accept", dying_accept)
+    monkeypatch.setattr(BatchAcceptor, "read_header_block", staticmethod(dying_accept))
     with pytest.raises(Killed):
         poll(host, mailbox)
-    monkeypatch.setattr(Acceptor, "accept", real_accept)
+    monkeypatch.setattr(BatchAcceptor, "read_header_block", staticmethod(real_accept))
     assert len(tickets(host)) == 2
     # The lease of the dead poller expires; the next poll takes over and finishes the job.
     with host.app.app_context():

@@ -24,7 +24,7 @@ from ..config import cv
 from ..extension import get_state
 from ..models import utcnow
 from .net import is_loopback
-from ..services.accept import Acceptor
+from ..services.accept import BatchAcceptor
 from ..services.ingest import commit_with_files, ingest
 
 log = logging.getLogger("shared_inbox.imap")
@@ -346,18 +346,11 @@ def _ingest_batch(mailbox, sync, items, result: PollResult, *, folder: str,
     ``items`` is ``[(uid, raw or None if already in the ledger, INTERNALDATE)]``.
     """
     session = get_state().db.session
-    ingested = skipped = 0
     try:
-        # Most mail is stored from its headers here; the body is parsed after the commit.
-        acceptor = Acceptor(mailbox, folder, uidvalidity, importing)
-        for uid, raw, received in items:
-            if raw is None:
-                skipped += 1
-            elif acceptor.ingest(uid, raw, received):
-                ingested += 1
-            else:
-                skipped += 1
-        acceptor.flush()
+        # Most mail is stored from its headers here; the body is parsed after the poll.
+        acceptor = BatchAcceptor(mailbox, folder, uidvalidity, importing)
+        acceptor.ingest_items(items)
+        ingested, skipped = acceptor.ingested, acceptor.skipped
         sync.last_uid = items[-1][0]
         commit_with_files()
     except Exception:

@@ -28,16 +28,21 @@ def find_ticket(parsed, customer):
     return state.db.session.get(state.models.Ticket, ticket_id), reason
 
 
+def thread_candidates(parsed) -> list[tuple[str, str]]:
+    """``[(message id, header)]`` to look up, most specific first: In-Reply-To, then
+    References from the newest to the oldest (never the mail's own id)."""
+    candidates = [(mid, "In-Reply-To") for mid in parsed.in_reply_to]
+    candidates += [(mid, "References") for mid in reversed(parsed.references)]
+    own_id = parsed.message_id
+    return [(mid, how) for mid, how in candidates if mid and mid != own_id]
+
+
 def find_ticket_id(parsed, customer_id: int | None) -> tuple[int | None, str]:
     """:func:`find_ticket` without loading the ticket (the poller's hot path)."""
     state = get_state()
     m = state.models
     session = state.db.session
-    # Most specific first: In-Reply-To, then References from the newest to the oldest.
-    candidates: list[tuple[str, str]] = [(mid, "In-Reply-To") for mid in parsed.in_reply_to]
-    candidates += [(mid, "References") for mid in reversed(parsed.references)]
-    own_id = parsed.message_id
-    candidates = [(mid, how) for mid, how in candidates if mid and mid != own_id]
+    candidates = thread_candidates(parsed)
     if candidates:
         ids = list(dict.fromkeys(mid[:998] for mid, _ in candidates))
         rows = session.execute(

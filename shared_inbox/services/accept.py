@@ -1,19 +1,22 @@
-"""The poller's hot path: a fetched mail into its ticket from its headers alone.
+"""The poller's hot path: a FETCH batch of mail into tickets from the header blocks alone.
 
 Parsing a whole message (MIME tree, charsets, HTML sanitizing, attachments, quoted history)
-costs about fifty times more than reading its header block, and the inbox needs only the
-header block to show the mail: who sent it, the subject, the date and, from Message-ID /
-In-Reply-To / References, which conversation it belongs to. So the poller stores the raw
-mail and those fields here, with plain SQL statements in the FETCH batch's transaction
-(``body_pending`` set), and :mod:`.complete` parses the rest right after the batch is
-committed (or, after a crash, on the next poll or automation run). Automation (rules,
-auto-replies, SLA) waits for the body.
+costs about ten times more than reading its header block, and the inbox needs only the
+header block to list the mail: who sent it, the subject, the date and, from Message-ID /
+In-Reply-To / References, which conversation it belongs to. So for each batch the poller
+reads the header blocks, looks up customers and threads with one query each, stores the
+raw mail (one file per batch where the storage can: ``put_many``) and inserts tickets,
+messages, activity and UID-ledger rows with one statement per table, all in the batch's
+transaction, with ``body_pending`` set. :mod:`.complete` parses the rest right after the
+poll (or, after a crash, on the next poll or automation run); the ticket page completes a
+pending message itself before showing it, and automation (rules, auto-replies, SLA)
+waits for the body.
 
 Mail whose placement may depend on its body, or that might be a copy of mail we have,
-takes the full path (:func:`.ingest.ingest`) instead, inside the same transaction:
-bounces and delivery reports (their ticket is the one of the returned message), mail
-without a Message-ID or with one we already stored (duplicates are decided by content),
-and anything whose header block cannot be read on its own.
+takes the full path (:func:`.ingest.ingest`) instead, in order, inside the same
+transaction: bounces and delivery reports (their ticket is the one of the returned
+message), mail without a Message-ID or with one we already stored (duplicates are decided
+by content), and anything whose header block cannot be read on its own.
 """
 from __future__ import annotations
 
@@ -23,178 +26,339 @@ import sqlalchemy as sa
 from sqlalchemy.orm.util import identity_key
 
 from ..extension import get_state
-from ..mail.classify import classify_headers
-from ..mail.parse import parse_headers
-from ..mail.threader import find_ticket_id
+from ..mail.classify import Classification, classify_headers
+from ..mail.parse import ParsedMessage, parse_headers
+from ..mail.threader import TICKET_TOKEN, thread_candidates
 from ..models import utcnow
 from .automation import pending_state
-from .ingest import ingest, ingest_date, ledger_values
+from .ingest import ingest, ingest_date
 
-#: Returned by :meth:`Acceptor.accept` when the mail needs the full path.
-FULL_PATH = object()
+#: IN lists are cut to this many values (SQLite's default limit is far higher; this keeps
+#: the statements small on every database).
+IN_CHUNK = 500
 
 
 @dataclass
-class Acceptor:
-    """Accepts the mail of one FETCH batch (one transaction) of one mailbox folder."""
+class _Accepted:
+    """One mail on the hot path, until its rows are written."""
+
+    uid: int
+    raw: bytes
+    received: object
+    envelope: ParsedMessage
+    kind: Classification
+    customer: list | None = None  # [id or None, email, name]
+    ticket: dict | None = None  # a new ticket's row (id filled on insert), or None
+    ticket_id: int | None = None  # an existing ticket
+    reason: str = ""
+    date: object = None
+
+
+@dataclass
+class BatchAcceptor:
+    """Ingests the mail of one FETCH batch of one mailbox folder, in the caller's
+    transaction (the caller commits, or rolls back and ingests one message at a time)."""
 
     mailbox: object
     folder: str
     uidvalidity: int
     imported: bool
-    _customers: dict = field(default_factory=dict)  # email -> [id, name]
-    _message_ids: set = field(default_factory=set)  # accepted in this batch
-    _activities: list = field(default_factory=list)
-    _ledger: list = field(default_factory=list)
+    ingested: int = 0
+    skipped: int = 0
+    _run: list = field(default_factory=list)
 
-    def ingest(self, uid: int, raw: bytes, received) -> bool:
-        """Store one fetched mail; False when it was a copy of mail we have."""
-        result = self.accept(uid, raw, received)
-        if result is FULL_PATH:
-            self.flush()  # the full path reads and writes through the ORM
-            message = ingest(self.mailbox, raw, folder=self.folder, uidvalidity=self.uidvalidity,
-                             uid=uid, received_at=received, imported=self.imported,
-                             check_ledger=False, commit=False)
+    def ingest_items(self, items) -> None:
+        """``items`` is ``[(uid, raw or None if already in the ledger, INTERNALDATE)]``."""
+        hot = []
+        for uid, raw, received in items:
+            hot.append(self.read_header_block(raw) if raw is not None else None)
+        known = self._known_message_ids({h[0].message_id[:998] for h in hot if h})
+        for (uid, raw, received), h in zip(items, hot):
+            if raw is None:
+                self.skipped += 1
+                continue
+            if h is not None and h[0].message_id[:998] not in known:
+                known.add(h[0].message_id[:998])
+                self._run.append(_Accepted(uid, raw, received, h[0], h[1]))
+                continue
+            # The full path reads through the ORM: write what this batch accepted so far.
+            self.write()
+            message = ingest(self.mailbox, raw, folder=self.folder,
+                             uidvalidity=self.uidvalidity, uid=uid, received_at=received,
+                             imported=self.imported, check_ledger=False, commit=False)
             get_state().db.session.flush()
-            return message is not None
-        return True
+            if message is None:
+                self.skipped += 1
+            else:
+                self.ingested += 1
+                if message.message_id:
+                    known.add(message.message_id)
+        self.write()
 
-    def accept(self, uid: int, raw: bytes, received):
-        """The hot path for one mail: its message id, or FULL_PATH."""
-        state = get_state()
-        m = state.models
-        session = state.db.session
+    @staticmethod
+    def read_header_block(raw: bytes):
+        """``(envelope, classification)`` when the header block is enough, else None."""
         envelope = parse_headers(raw)
         if envelope is None or envelope.is_malformed or not envelope.message_id:
-            return FULL_PATH
-        message_id = envelope.message_id[:998]
-        if message_id in self._message_ids or session.execute(
-                sa.select(m.Message.id).where(m.Message.message_id == message_id,
-                                              m.Message.kind == "inbound").limit(1)).first():
-            return FULL_PATH  # a copy, or a sender reusing ids: compare contents
+            return None
         kind = classify_headers(raw, envelope)
-        if kind is None:
-            return FULL_PATH
-        sender = envelope.from_
-        customer_id = self._customer(sender.email if sender else "", sender.name if sender else "")
-        ticket_id, reason = find_ticket_id(envelope, customer_id)
-        now = utcnow()
-        date = ingest_date(envelope.date, received, now)
-        raw_key = state.storage.put(raw, kind="raw", suffix=".eml")
-        new_ticket = ticket_id is None
-        if new_ticket:
-            ticket_id = session.execute(sa.insert(m.Ticket.__table__), dict(
-                mailbox_id=self.mailbox.id, customer_id=customer_id,
-                subject=(envelope.subject or "(no subject)")[:998], status="open",
-                created_at=date, updated_at=now, last_message_at=date, last_inbound_at=date,
-                message_count=1, snippet="", is_flagged=False,
-            )).inserted_primary_key[0]
-            reason = "new conversation"
-        message_pk = session.execute(sa.insert(m.Message.__table__), dict(
-            ticket_id=ticket_id, mailbox_id=self.mailbox.id, kind="inbound",
-            from_name=(sender.name if sender else "")[:255],
-            from_email=(sender.email if sender else "")[:320],
-            to=[[a.name, a.email] for a in envelope.to],
-            cc=[[a.name, a.email] for a in envelope.cc],
-            subject=(envelope.subject or "")[:998], message_id=message_id,
-            in_reply_to=" ".join(envelope.in_reply_to),
-            references=" ".join(envelope.references),
-            headers={**envelope.headers, "_classification": {
-                "reasons": kind.reasons, "failed_recipients": kind.failed_recipients,
-                "bounced_message_id": kind.bounced_message_id,
-                "suppress_autoreply": kind.suppress_autoreply}},
-            is_automated=kind.is_automated, is_bounce=False, is_imported=self.imported,
-            body_text="", raw_key=raw_key, raw_size=len(raw), is_malformed=False,
-            thread_reason=reason, date=date, created_at=now, body_pending=True,
-            automation_state=pending_state(new_ticket=new_ticket, imported=self.imported),
-        )).inserted_primary_key[0]
-        self._message_ids.add(message_id)
-        if new_ticket:
-            self._activity(ticket_id, "created", now, mailbox=self.mailbox.email_address)
-        else:
-            self._join(ticket_id, message_pk, reason, date, now, kind.is_automated)
-        self._ledger.append(ledger_values(self.mailbox, self.folder, self.uidvalidity, uid,
-                                          message_pk, now))
-        return message_pk
+        return None if kind is None else (envelope, kind)
 
-    def _join(self, ticket_id, message_pk, reason, date, now, automated) -> None:
-        """What a new message does to the ticket it joins (as :func:`.ingest._ingest_parsed`)."""
+    def _known_message_ids(self, ids: set[str]) -> set[str]:
+        """Which of ``ids`` an inbound message we stored already has."""
         state = get_state()
         m = state.models
-        session = state.db.session
-        self._forget(m.Ticket, ticket_id)
-        T = m.Ticket.__table__.c
-        table = m.Ticket.__table__
-        values = {"message_count": T.message_count + 1, "updated_at": now}
-        if automated:
-            # An out-of-office joins the conversation but does not make the customer
-            # "waiting" again, nor reopen what the team closed.
-            session.execute(sa.update(table).where(T.id == ticket_id).values(values))
-            self._activity(ticket_id, "automated_reply", now, message=message_pk, why=reason,
-                           recipients=[])
+        found: set[str] = set()
+        for chunk in _chunks(sorted(ids)):
+            found.update(state.db.session.scalars(sa.select(m.Message.message_id).where(
+                m.Message.message_id.in_(chunk), m.Message.kind == "inbound")))
+        return found
+
+    # ------------------------------------------------------------------ writing a run
+
+    def write(self) -> None:
+        """Insert the rows of the mail accepted since the last write."""
+        run, self._run = self._run, []
+        if not run:
             return
-        status, snoozed = session.execute(
-            sa.select(T.status, T.snoozed_until).where(T.id == ticket_id)).one()
-        values["last_message_at"] = sa.case(
-            (sa.or_(T.last_message_at.is_(None), T.last_message_at <= date), date),
-            else_=T.last_message_at)
-        values["last_inbound_at"] = sa.case(
-            (sa.or_(T.last_inbound_at.is_(None), T.last_inbound_at <= date), date),
-            else_=T.last_inbound_at)
-        reopen = status in ("closed", "pending") or snoozed is not None
-        if reopen:
-            values.update(status="open", snoozed_until=None, closed_at=None)
-        session.execute(sa.update(table).where(T.id == ticket_id).values(values))
-        if reopen:
-            self._activity(ticket_id, "reopened", now, old=status, reason="customer replied")
-        self._activity(ticket_id, "customer_replied", now, message=message_pk, why=reason)
-
-    def _customer(self, email: str, name: str) -> int:
-        """Found or created by address; a first name given fills an empty one
-        (as :func:`.customers.get_or_create_customer`)."""
         state = get_state()
         m = state.models
         session = state.db.session
-        email = (email or "").strip().lower() or "unknown@invalid"
-        known = self._customers.get(email)
-        if known is None:
-            row = session.execute(sa.select(m.Customer.id, m.Customer.name)
-                                  .where(m.Customer.email == email)).first()
-            if row is None:
-                now = utcnow()
-                pk = session.execute(sa.insert(m.Customer.__table__), dict(
-                    email=email, name=name or "", created_at=now, updated_at=now,
-                )).inserted_primary_key[0]
-                known = self._customers[email] = [pk, name or ""]
-                return pk
-            known = self._customers[email] = [row[0], row[1]]
-        if name and not known[1]:
-            self._forget(m.Customer, known[0])
-            session.execute(sa.update(m.Customer.__table__).where(m.Customer.__table__.c.id == known[0])
-                            .values(name=name[:255], updated_at=utcnow()))
-            known[1] = name
-        return known[0]
+        now = utcnow()
+        for item in run:
+            item.date = ingest_date(item.envelope.date, item.received, now)
+        self._customers(run, now)
+        self._thread(run)
+        new_tickets, joined = self._tickets(run, now)
+        keys = _store_raw([item.raw for item in run])
+        T = m.Ticket.__table__
+        if new_tickets:
+            ids = session.execute(
+                sa.insert(T).returning(T.c.id, sort_by_parameter_order=True),
+                new_tickets).scalars().all()
+            for row, pk in zip(new_tickets, ids):
+                row["id"] = pk
+        rows = []
+        for item, key in zip(run, keys):
+            env, kind = item.envelope, item.kind
+            sender = env.from_
+            new_ticket = item.reason == "new conversation"
+            rows.append(dict(
+                ticket_id=item.ticket["id"] if item.ticket is not None else item.ticket_id,
+                mailbox_id=self.mailbox.id, kind="inbound",
+                from_name=(sender.name if sender else "")[:255],
+                from_email=(sender.email if sender else "")[:320],
+                to=[[a.name, a.email] for a in env.to], cc=[[a.name, a.email] for a in env.cc],
+                subject=(env.subject or "")[:998], message_id=env.message_id[:998],
+                in_reply_to=" ".join(env.in_reply_to), references=" ".join(env.references),
+                headers={**env.headers, "_classification": {
+                    "reasons": kind.reasons, "failed_recipients": kind.failed_recipients,
+                    "bounced_message_id": kind.bounced_message_id,
+                    "suppress_autoreply": kind.suppress_autoreply}},
+                is_automated=kind.is_automated, is_bounce=False, is_imported=self.imported,
+                body_text="", raw_key=key, raw_size=len(item.raw), is_malformed=False,
+                thread_reason=item.reason, date=item.date, created_at=now, body_pending=True,
+                automation_state=pending_state(new_ticket=new_ticket, imported=self.imported),
+            ))
+        M = m.Message.__table__
+        message_ids = session.execute(
+            sa.insert(M).returning(M.c.id, sort_by_parameter_order=True), rows).scalars().all()
+        activities, ledger = [], []
+        for item, pk in zip(run, message_ids):
+            ticket_id = item.ticket["id"] if item.ticket is not None else item.ticket_id
+            if item.reason == "new conversation":
+                activities.append(_activity(ticket_id, "created", now,
+                                            mailbox=self.mailbox.email_address))
+            elif item.kind.is_automated:
+                activities.append(_activity(ticket_id, "automated_reply", now, message=pk,
+                                            why=item.reason, recipients=[]))
+            else:
+                reopened = joined.get(ticket_id, {}).get("reopened_by")
+                if reopened is item:
+                    activities.append(_activity(ticket_id, "reopened", now,
+                                                old=joined[ticket_id]["old_status"],
+                                                reason="customer replied"))
+                activities.append(_activity(ticket_id, "customer_replied", now, message=pk,
+                                            why=item.reason))
+            ledger.append(dict(mailbox_id=self.mailbox.id, folder=self.folder,
+                               uidvalidity=self.uidvalidity, uid=item.uid, message_pk=pk,
+                               fetched_at=now))
+        self._update_joined(joined, now)
+        if activities:
+            session.execute(sa.insert(m.Activity.__table__), activities)
+        session.execute(sa.insert(m.FetchedUid.__table__), ledger)
+        self.ingested += len(run)
 
-    def _activity(self, ticket_id, action, now, **detail) -> None:
-        self._activities.append(dict(ticket_id=ticket_id, actor_id=None, action=action,
-                                     detail=detail, created_at=now))
-
-    def _forget(self, model, pk) -> None:
-        """A row changed behind the session's back: drop its cached state, if loaded."""
-        session = get_state().db.session
-        obj = session.identity_map.get(identity_key(model, pk))
-        if obj is not None:
-            session.expire(obj)
-
-    def flush(self) -> None:
-        """Write the collected activity and ledger rows (before the full path, and at the
-        end of the batch: the ledger's unique key stops a second poller there)."""
+    def _customers(self, run: list[_Accepted], now) -> None:
+        """Each mail's customer, found by address or created; a name given fills an empty
+        one, never replaces it (as :func:`.customers.get_or_create_customer`)."""
         state = get_state()
         m = state.models
         session = state.db.session
-        if self._activities:
-            session.execute(sa.insert(m.Activity.__table__), self._activities)
-            self._activities = []
-        if self._ledger:
-            session.execute(sa.insert(m.FetchedUid.__table__), self._ledger)
-            self._ledger = []
+        C = m.Customer.__table__
+        by_email: dict[str, list] = {}
+        for item in run:
+            sender = item.envelope.from_
+            email = ((sender.email if sender else "") or "").strip().lower() or "unknown@invalid"
+            name = (sender.name if sender else "") or ""
+            item.customer = by_email.setdefault(email, [None, email, "", False])
+            if name and not item.customer[2]:
+                item.customer[2] = name
+        for chunk in _chunks(sorted(by_email)):
+            for pk, email, name in session.execute(
+                    sa.select(C.c.id, C.c.email, C.c.name).where(C.c.email.in_(chunk))):
+                entry = by_email.get(email)
+                if entry is None:
+                    continue
+                entry[0] = pk
+                entry[3] = bool(entry[2]) and not name  # fill the empty name
+                if name:
+                    entry[2] = name
+        fresh = [e for e in by_email.values() if e[0] is None]
+        if fresh:
+            ids = session.execute(
+                sa.insert(C).returning(C.c.id, sort_by_parameter_order=True),
+                [dict(email=e[1], name=e[2][:255], created_at=now, updated_at=now)
+                 for e in fresh]).scalars().all()
+            for entry, pk in zip(fresh, ids):
+                entry[0] = pk
+        for entry in by_email.values():
+            if entry[3]:
+                _forget(m.Customer, entry[0])
+                session.execute(sa.update(C).where(C.c.id == entry[0])
+                                .values(name=entry[2][:255], updated_at=now))
+
+    def _thread(self, run: list[_Accepted]) -> None:
+        """Each mail's ticket, as :func:`..mail.threader.find_ticket_id` would find it,
+        with one query for the whole run (and the run's own earlier mail first)."""
+        state = get_state()
+        m = state.models
+        session = state.db.session
+        wanted = {mid[:998] for item in run for mid, _how in thread_candidates(item.envelope)}
+        stored: dict[str, tuple[int, int]] = {}  # message id -> (newest row id, ticket id)
+        for chunk in _chunks(sorted(wanted)):
+            for mid, pk, ticket_id in session.execute(
+                    sa.select(m.Message.message_id, m.Message.id, m.Message.ticket_id)
+                    .where(m.Message.message_id.in_(chunk))):
+                if mid not in stored or pk > stored[mid][0]:
+                    stored[mid] = (pk, ticket_id)
+        in_run: dict[str, _Accepted] = {}
+        for item in run:
+            for mid, how in thread_candidates(item.envelope):
+                mid = mid[:998]
+                earlier = in_run.get(mid)
+                if earlier is not None:
+                    item.ticket, item.ticket_id = earlier.ticket, earlier.ticket_id
+                    item.reason = f"matched {how} <{mid}>"
+                    break
+                if mid in stored:
+                    item.ticket_id = stored[mid][1]
+                    item.reason = f"matched {how} <{mid}>"
+                    break
+            else:
+                item.ticket_id, item.reason = self._by_token(item)
+                if item.ticket_id is None:  # a new ticket: its row is filled by _tickets
+                    item.ticket, item.reason = {}, "new conversation"
+            in_run[item.envelope.message_id[:998]] = item
+
+    @staticmethod
+    def _by_token(item: _Accepted) -> tuple[int | None, str]:
+        match = TICKET_TOKEN.search(item.envelope.subject or "")
+        number = int(match.group(1)) if match else 0
+        if not 0 < number < 2**31:  # (an INTEGER key on PostgreSQL)
+            return None, ""
+        state = get_state()
+        owner = state.db.session.scalar(
+            sa.select(state.models.Ticket.customer_id).where(state.models.Ticket.id == number))
+        if owner is not None and owner == item.customer[0]:
+            return number, f"subject token [#{number}] from the ticket's customer"
+        return None, ""
+
+    def _tickets(self, run: list[_Accepted], now) -> tuple[list[dict], dict]:
+        """New tickets' rows (complete before their INSERT) and, per existing ticket
+        joined, what the run does to it (as :func:`.ingest._ingest_parsed`)."""
+        state = get_state()
+        m = state.models
+        new_tickets: list[dict] = []
+        joined: dict[int, dict] = {}
+        for item in run:
+            if item.reason == "new conversation":
+                item.ticket.update(
+                    mailbox_id=self.mailbox.id, customer_id=item.customer[0],
+                    subject=(item.envelope.subject or "(no subject)")[:998], status="open",
+                    created_at=item.date, updated_at=now, last_message_at=item.date,
+                    last_inbound_at=item.date, message_count=1, snippet="", is_flagged=False)
+                new_tickets.append(item.ticket)
+                continue
+            if item.ticket is not None:  # joins a ticket this run creates
+                item.ticket["message_count"] += 1
+                if not item.kind.is_automated:
+                    for column in ("last_message_at", "last_inbound_at"):
+                        item.ticket[column] = max(item.ticket[column], item.date)
+                continue
+            change = joined.setdefault(item.ticket_id, dict(
+                count=0, date=None, reopen=False, reopened_by=None, old_status=None))
+            change["count"] += 1
+            if not item.kind.is_automated:
+                change["date"] = item.date if change["date"] is None \
+                    else max(change["date"], item.date)
+                change.setdefault("human", []).append(item)
+        T = m.Ticket.__table__
+        human = [tid for tid, c in joined.items() if c.get("human")]
+        for chunk in _chunks(human):
+            for tid, status, snoozed in state.db.session.execute(
+                    sa.select(T.c.id, T.c.status, T.c.snoozed_until).where(T.c.id.in_(chunk))):
+                if status in ("closed", "pending") or snoozed is not None:
+                    change = joined[tid]
+                    change.update(reopen=True, reopened_by=change["human"][0], old_status=status)
+        return new_tickets, joined
+
+    @staticmethod
+    def _update_joined(joined: dict, now) -> None:
+        """One UPDATE per existing ticket the run joined: counters and dates relative to the
+        stored row (an agent's change meanwhile is kept), reopened if the customer wrote."""
+        state = get_state()
+        m = state.models
+        session = state.db.session
+        T = m.Ticket.__table__.c
+        for tid, change in joined.items():
+            _forget(m.Ticket, tid)
+            values = {"message_count": sa.func.coalesce(T.message_count, 0) + change["count"],
+                      "updated_at": now}
+            date = change["date"]
+            if date is not None:
+                for column in ("last_message_at", "last_inbound_at"):
+                    col = T[column]
+                    values[column] = sa.case((sa.or_(col.is_(None), col <= date), date),
+                                             else_=col)
+            if change["reopen"]:
+                values.update(status="open", snoozed_until=None, closed_at=None)
+            session.execute(sa.update(m.Ticket.__table__).where(T.id == tid).values(values))
+
+
+def _store_raw(raws: list[bytes]) -> list[str]:
+    """The raw copies: one file for the run where the storage can (``put_many``)."""
+    storage = get_state().storage
+    put_many = getattr(storage, "put_many", None)
+    if put_many is not None:
+        return put_many(raws, kind="raw")
+    return [storage.put(raw, kind="raw", suffix=".eml") for raw in raws]
+
+
+def _activity(ticket_id, action, now, **detail) -> dict:
+    return dict(ticket_id=ticket_id, actor_id=None, action=action, detail=detail,
+                created_at=now)
+
+
+def _forget(model, pk) -> None:
+    """A row changed behind the session's back: drop its cached state, if loaded."""
+    session = get_state().db.session
+    obj = session.identity_map.get(identity_key(model, pk))
+    if obj is not None:
+        session.expire(obj)
+
+
+def _chunks(values):
+    values = list(values)
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start:start + IN_CHUNK]
