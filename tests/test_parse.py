@@ -1082,3 +1082,78 @@ def test_property_mutated_message_never_raises(edits):
     for position, length, replacement in edits:
         raw[position : position + length] = replacement
     assert_well_formed(parse_message(bytes(raw)))
+
+
+# ----------------------------------------------------------------------------- address fast paths
+
+def _address_headers_of_corpus() -> list[str]:
+    from email import policy as email_policy
+    from email.parser import BytesHeaderParser
+
+    values = []
+    if not CORPUS.is_dir():
+        return values
+    for path in sorted(CORPUS.rglob("*")):
+        if not path.is_file() or path.suffix in (".json", ".md", ".txt", ".yaml", ".yml"):
+            continue
+        try:
+            msg = BytesHeaderParser(policy=email_policy.compat32).parsebytes(path.read_bytes())
+        except Exception:  # noqa: BLE001 - not a mail
+            continue
+        for name in ("From", "To", "Cc", "Reply-To", "Sender"):
+            values += [str(v) for v in (msg.get_all(name) or [])]
+    return values
+
+
+_ENCODED_NAMES = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1,
+                         max_size=30)
+
+
+@HYPOTHESIS
+@given(name=_ENCODED_NAMES, local=st.from_regex(r"[a-z0-9][a-z0-9._+-]{0,15}", fullmatch=True),
+       charset=st.sampled_from(["utf-8", "iso-8859-1", "koi8-r", "shift_jis"]))
+def test_encoded_sender_fast_path_agrees_with_the_header_parser(name, local, charset):
+    """The poller reads ``=?utf-8?b?...?= <a@b>`` without the (slow) header registry; it
+    must give exactly the name and address the registry path gives (base64 and quoted-
+    printable words, several words for a long name)."""
+    from email.header import Header
+    from shared_inbox.mail import parse as parse_module
+
+    try:
+        encoded = Header(name, charset).encode()
+    except (UnicodeEncodeError, LookupError):
+        return
+    text = f"{encoded} <{local}@mail.example.com>"
+    fast = parse_module._encoded_address(text)
+    slow = _slow_address(text)
+    if fast is not None:
+        assert fast == slow
+
+
+def _slow_address(text: str):
+    from shared_inbox.mail import parse as parse_module
+
+    saved = parse_module._encoded_address, parse_module._simple_address
+    parse_module._encoded_address = parse_module._simple_address = lambda _t: None
+    try:
+        return parse_module._parse_address_header_uncapped("From", text, parse_module._Defects())
+    finally:
+        parse_module._encoded_address, parse_module._simple_address = saved
+
+
+def test_address_fast_paths_agree_with_the_header_parser_on_the_corpus():
+    from shared_inbox.mail import parse as parse_module
+
+    values = _address_headers_of_corpus()
+    if not values:
+        pytest.skip("corpus not present")
+    taken = 0
+    for value in values:
+        text = parse_module._unfold(value[:parse_module.MAX_HEADER_CHARS])
+        fast = (parse_module._simple_address(text) if "=?" not in text
+                else parse_module._encoded_address(text))
+        if fast is None:
+            continue
+        taken += 1
+        assert fast == _slow_address(value), value
+    assert taken > 50  # the shapes are common in real mail, not a corner case

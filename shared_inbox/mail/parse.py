@@ -687,14 +687,38 @@ def _simple_address(text: str) -> list[Address] | None:
     return [Address(_clean_header_text(display), email_addr)]
 
 
+# One address whose display name is (or holds) encoded words -- ``=?utf-8?b?...?= <a@b>``,
+# most non-English senders -- in the same plain shape.
+_ENCODED_ADDRESS = re.compile(
+    r'[ \t]*(?P<display>[^"<>,;:()\\@\r\n]*=\?[^"<>,;:()\\@\r\n]*)'
+    r'<(?P<bracketed>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>[ \t]*')
+
+
+def _encoded_address(text: str) -> list[Address] | None:
+    """What the slow path below gives such an address: the name decoded from the whole
+    phrase (getaddresses + decode_header_value), the address normalised."""
+    m = _ENCODED_ADDRESS.fullmatch(text)
+    if m is None:
+        return None
+    spec = m.group("bracketed")
+    local = spec.rpartition("@")[0]
+    if local.startswith(".") or local.endswith(".") or ".." in local:
+        return None
+    email_addr = _normalise_email(spec)
+    pairs = getaddresses([text])
+    if not email_addr or len(pairs) != 1 or _normalise_email(pairs[0][1]) != email_addr:
+        return None
+    decoded = decode_header_value(pairs[0][0]).strip(_ADDR_JUNK)
+    return [Address(decoded, email_addr)] if decoded else None
+
+
 def _parse_address_header_uncapped(name: str, raw: str, defects: _Defects) -> list[Address]:
     text = _unfold(raw[:MAX_HEADER_CHARS])
     if not text.strip():
         return []
-    if "=?" not in text:
-        simple = _simple_address(text)
-        if simple is not None:
-            return simple
+    simple = _simple_address(text) if "=?" not in text else _encoded_address(text)
+    if simple is not None:
+        return simple
     found: list[Address] | None = []
     try:
         header = _policy.default.header_factory(name, text)
@@ -1434,7 +1458,7 @@ def parse_headers(raw: bytes) -> ParsedMessage | None:
     ``attachments`` stay empty. Returns None when the header block cannot be read on its
     own (no blank line within 1 MiB, or the parser fails): parse the whole message then.
     """
-    if not isinstance(raw, bytes) or not raw.strip() or raw[:1] in (b"\r", b"\n"):
+    if not isinstance(raw, bytes) or raw.isspace() or not raw or raw[:1] in (b"\r", b"\n"):
         return None
     result = ParsedMessage()
     defects = _Defects()

@@ -315,25 +315,33 @@ class BatchAcceptor:
 
     @staticmethod
     def _update_joined(joined: dict, now) -> None:
-        """One UPDATE per existing ticket the run joined: counters and dates relative to the
-        stored row (an agent's change meanwhile is kept), reopened if the customer wrote."""
+        """The existing tickets the run joined: counters and dates relative to the stored
+        row (an agent's change meanwhile is kept), reopened if the customer wrote. One
+        executemany per shape of change."""
         state = get_state()
         m = state.models
         session = state.db.session
-        T = m.Ticket.__table__.c
+        shapes: dict[tuple[bool, bool], list[dict]] = {}
         for tid, change in joined.items():
             _forget(m.Ticket, tid)
-            values = {"message_count": sa.func.coalesce(T.message_count, 0) + change["count"],
-                      "updated_at": now}
-            date = change["date"]
-            if date is not None:
-                for column in ("last_message_at", "last_inbound_at"):
-                    col = T[column]
-                    values[column] = sa.case((sa.or_(col.is_(None), col <= date), date),
-                                             else_=col)
-            if change["reopen"]:
-                values.update(status="open", snoozed_until=None, closed_at=None)
-            session.execute(sa.update(m.Ticket.__table__).where(T.id == tid).values(values))
+            shapes.setdefault((change["date"] is not None, change["reopen"]), []).append(
+                dict(b_id=tid, b_count=change["count"], b_now=now, b_date=change["date"]))
+        for (dated, reopen), params in shapes.items():
+            session.execute(_joined_update(m.Ticket.__table__, dated, reopen), params)
+
+
+def _joined_update(table, dated: bool, reopen: bool):
+    T = table.c
+    values = {"message_count": sa.func.coalesce(T.message_count, 0) + sa.bindparam("b_count"),
+              "updated_at": sa.bindparam("b_now")}
+    if dated:
+        date = sa.bindparam("b_date", type_=sa.DateTime)
+        for column in ("last_message_at", "last_inbound_at"):
+            col = T[column]
+            values[column] = sa.case((sa.or_(col.is_(None), col <= date), date), else_=col)
+    if reopen:
+        values.update(status="open", snoozed_until=None, closed_at=None)
+    return sa.update(table).where(T.id == sa.bindparam("b_id")).values(values)
 
 
 def _store_raw(raws: list[bytes]) -> list[str]:

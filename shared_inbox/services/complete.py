@@ -16,6 +16,7 @@ import contextlib
 import logging
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from ..config import cv
 from ..extension import get_state
@@ -41,30 +42,38 @@ def pending_message_ids(mailbox_id: int | None = None, limit: int = CHUNK) -> li
 
 def complete_pending(mailbox_id: int | None = None) -> int:
     """Complete every pending message (of one mailbox, or all); returns how many."""
+    done = 0
+    while True:
+        ids = pending_message_ids(mailbox_id)
+        if not ids:
+            return done
+        done += complete_messages(ids)
+
+
+def complete_messages(ids: list[int]) -> int:
+    """Complete these messages (those still pending) and commit; returns how many.
+
+    One transaction for all of them; if any fails, each again in its own transaction,
+    where one that cannot be parsed keeps its raw text, flagged. Used after a poll and by
+    the ticket page, which completes a message before showing it."""
     state = get_state()
     deferred = getattr(state.storage, "deferred_sync", None)
-    done = 0
     with deferred() if deferred is not None else contextlib.nullcontext():
-        while True:
-            ids = pending_message_ids(mailbox_id)
-            if not ids:
-                return done
-            try:
-                done += sum(_complete(pk) for pk in ids)
-                commit_with_files()
-            except Exception:
-                state.db.session.rollback()
-                log.info("completing a chunk of messages failed; one at a time",
-                         exc_info=True)
-                for pk in ids:
-                    done += _complete_alone(pk)
+        try:
+            done = _complete(ids)
+            commit_with_files()
+            return done
+        except Exception:
+            state.db.session.rollback()
+            log.info("completing a chunk of messages failed; one at a time", exc_info=True)
+            return sum(_complete_alone(pk) for pk in ids)
 
 
 def _complete_alone(pk: int) -> int:
     """One message in its own transaction; if parsing fails, keep the raw text, flagged."""
     session = get_state().db.session
     try:
-        count = _complete(pk)
+        count = _complete([pk])
         commit_with_files()
         return count
     except Exception as exc:  # never lose the mail: it stays readable as raw text
@@ -75,62 +84,70 @@ def _complete_alone(pk: int) -> int:
         return count
 
 
-def _claim(pk: int) -> bool:
+def _claim(ids: list[int]) -> list[int]:
+    """Those of ``ids`` still pending, now ours: a second worker claims none of them."""
     state = get_state()
-    m = state.models
-    claimed = state.db.session.execute(
-        sa.update(m.Message).where(m.Message.id == pk, m.Message.body_pending.is_(True))
-        .values(body_pending=False).execution_options(synchronize_session=False))
-    return claimed.rowcount == 1
+    M = state.models.Message.__table__
+    return list(state.db.session.execute(
+        sa.update(M).where(M.c.id.in_(ids), M.c.body_pending.is_(True))
+        .values(body_pending=False).returning(M.c.id)).scalars())
 
 
-def _complete(pk: int) -> int:
+def _complete(ids: list[int]) -> int:
     state = get_state()
     m = state.models
     session = state.db.session
-    if not _claim(pk):
-        return 0  # another worker completed it
-    message = session.get(m.Message, pk, populate_existing=True)
-    raw = state.storage.get(message.raw_key)
-    parsed, _parsed_raw = parse_with_large_parts(raw, state.storage, cv("LARGE_PART_SIZE"))
-    del raw
-    split = split_reply(parsed.text or "")
-    message.body_text = parsed.text or ""
-    message.reply_text = split.reply
-    message.body_html = parsed.html
-    message.content_hash = fingerprint(parsed)
-    if parsed.is_malformed:
-        message.is_malformed = True
-        message.parse_error = parsed.error
+    claimed = _claim(ids)
+    if not claimed:
+        return 0  # another worker completed them
+    messages = session.scalars(
+        sa.select(m.Message).where(m.Message.id.in_(claimed)).order_by(m.Message.id)
+        .options(selectinload(m.Message.ticket)).execution_options(populate_existing=True)
+    ).all()
+    latest = _latest_per_ticket({msg.ticket_id for msg in messages})
+    for message in messages:
+        raw = state.storage.get(message.raw_key)
+        parsed, _parsed_raw = parse_with_large_parts(raw, state.storage,
+                                                     cv("LARGE_PART_SIZE"))
+        del raw
+        split = split_reply(parsed.text or "")
+        message.body_pending = False
+        message.body_text = parsed.text or ""
+        message.reply_text = split.reply
+        message.body_html = parsed.html
+        message.content_hash = fingerprint(parsed)
+        if parsed.is_malformed:
+            message.is_malformed = True
+            message.parse_error = parsed.error
+        add_attachments(message, parsed)
+        ticket = message.ticket
+        if parsed.is_malformed and not ticket.is_flagged:
+            ticket.is_flagged = True
+        if not message.is_automated and latest.get(message.ticket_id) == message.id:
+            ticket.snippet = snippet_of(split.reply or parsed.text)
     session.flush()
-    add_attachments(message, parsed)
-    ticket = message.ticket
-    if parsed.is_malformed and not ticket.is_flagged:
-        ticket.is_flagged = True
-    if not message.is_automated and _is_latest(message):
-        ticket.snippet = snippet_of(split.reply or parsed.text)
-    session.flush()
-    return 1
+    return len(messages)
 
 
-def _is_latest(message) -> bool:
-    """No later message that sets the ticket's snippet (a reply, or customer mail)."""
+def _latest_per_ticket(ticket_ids: set[int]) -> dict[int, int]:
+    """Per ticket, the newest message that sets its snippet (a reply, or customer mail
+    that is not automated): an older one completed later must not replace it."""
     state = get_state()
-    m = state.models
-    later = state.db.session.execute(
-        sa.select(m.Message.id).where(
-            m.Message.ticket_id == message.ticket_id, m.Message.id > message.id,
-            sa.or_(m.Message.kind == "outbound",
-                   sa.and_(m.Message.kind == "inbound", m.Message.is_automated.is_(False))),
-        ).limit(1)).first()
-    return later is None
+    M = state.models.Message.__table__.c
+    rows = state.db.session.execute(
+        sa.select(M.ticket_id, sa.func.max(M.id)).where(
+            M.ticket_id.in_(ticket_ids),
+            sa.or_(M.kind == "outbound",
+                   sa.and_(M.kind == "inbound", M.is_automated.is_(False))),
+        ).group_by(M.ticket_id))
+    return dict(rows.all())
 
 
 def _keep_raw(pk: int, error: str) -> int:
     state = get_state()
     m = state.models
     session = state.db.session
-    if not _claim(pk):
+    if not _claim([pk]):
         return 0
     message = session.get(m.Message, pk, populate_existing=True)
     try:

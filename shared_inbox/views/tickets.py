@@ -17,6 +17,7 @@ from ..extension import get_state
 from ..mail.sanitize import sanitize_html
 from ..models import STATUSES, utcnow
 from ..services import presence
+from ..services.complete import complete_messages
 from ..services.saved_replies import rendered_saved_replies
 from . import CONTENT_SECURITY_POLICY
 from ..services.reading import mark_read
@@ -109,6 +110,12 @@ def register(bp):
             # action fetches (inbox.js): that would reset "replying" while a draft is open.
             presence.heartbeat(t, me)
         mark_read(t, me)  # commits
+        # Mail the poller has just accepted from its headers: parse its body now rather
+        # than show it empty (services/accept.py; the poller would do it a moment later).
+        pending = list(state.db.session.scalars(sa.select(m.Message.id).where(
+            m.Message.ticket_id == t.id, m.Message.body_pending.is_(True))))
+        if pending:
+            complete_messages(pending)  # commits
         messages = list(state.db.session.scalars(
             sa.select(m.Message).where(m.Message.ticket_id == t.id)
             .options(sa.orm.selectinload(m.Message.attachments),

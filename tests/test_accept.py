@@ -1,0 +1,201 @@
+"""The poller's hot path (services/accept.py): a FETCH batch threaded into tickets from the
+header blocks, the bodies parsed right after (services/complete.py) or by the ticket page."""
+import os
+import re
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from shared_inbox.mail import imap as imap_module
+from shared_inbox.models import utcnow
+from shared_inbox.storage import FilesystemStorage
+
+from test_poll import add_mailbox, mail, poll, tickets
+
+
+def _agent_client(host, mailbox_id):
+    """A logged-in test client of an agent who belongs to the mailbox."""
+    agent = host.add_user("ada@x.test")
+    with host.app.app_context():
+        host.db.session.add(host.inbox.models.MailboxMember(mailbox_id=mailbox_id, user_id=agent))
+        host.db.session.commit()
+    client = host.app.test_client()
+    host.login(client, agent)
+    return client
+
+
+def _without_body_parsing(monkeypatch):
+    """The poll stops after the hot path, as if the process died before parsing bodies."""
+    monkeypatch.setattr(imap_module, "_complete_bodies", lambda mailbox: None)
+    monkeypatch.setattr(imap_module, "_automate", lambda mailbox: None)
+
+
+def test_replies_in_the_same_batch_join_the_ticket_of_the_mail_they_answer(host, mail_server):
+    mail_server.deliver("support@example.com", mail("Order 17 is late", msgid="first",
+                                                    name=""))
+    mail_server.deliver("support@example.com", mail(
+        "Re: Order 17 is late", body="Any news?", msgid="second", In_Reply_To="<first@example.org>"))
+    mail_server.deliver("support@example.com", mail(
+        "Re: Order 17 is late", body="Hello??", msgid="third",
+        References="<first@example.org> <second@example.org>"))
+    mail_server.deliver("support@example.com", mail("Something else", sender="bob@example.org",
+                                                    name="Bob"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    result = poll(host, mailbox)
+    assert (result.ingested, result.error) == (4, None)
+    # The first mail gave no name; the second, in the same batch, fills it in.
+    assert tickets(host) == [("Order 17 is late", 3, "alice@example.org"),
+                             ("Something else", 1, "bob@example.org")]
+    with host.app.app_context():
+        m = host.inbox.models
+        session = host.db.session
+        rows = session.execute(sa.select(m.Message.thread_reason, m.Message.body_pending,
+                                         m.Message.reply_text).order_by(m.Message.id)).all()
+        assert [r[0] for r in rows] == [
+            "new conversation", "matched In-Reply-To <first@example.org>",
+            "matched References <second@example.org>", "new conversation"]
+        assert [r[1] for r in rows] == [False] * 4  # bodies parsed after the batch
+        assert rows[2][2].strip() == "Hello??"
+        assert session.scalar(sa.select(m.Customer.name).where(
+            m.Customer.email == "alice@example.org")) == "Alice"
+        ticket = session.scalars(sa.select(m.Ticket).order_by(m.Ticket.id)).first()
+        assert ticket.snippet == "Hello??"  # the newest mail's text, not an older one's
+        actions = [a.action for a in sorted(ticket.activities, key=lambda a: a.id)] \
+            if hasattr(ticket, "activities") else [a for a, in session.execute(
+                sa.select(m.Activity.action).where(m.Activity.ticket_id == ticket.id)
+                .order_by(m.Activity.id))]
+        assert actions[:3] == ["created", "customer_replied", "customer_replied"]
+
+
+def test_a_customer_mail_reopens_a_closed_ticket_once_and_keeps_an_agent_given_name(
+        host, mail_server):
+    an_hour_ago = (utcnow() - timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    mail_server.deliver("support@example.com", mail("Refund", msgid="refund-1", Date=an_hour_ago))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    poll(host, mailbox)
+    with host.app.app_context():
+        m = host.inbox.models
+        session = host.db.session
+        ticket = session.scalars(sa.select(m.Ticket)).one()
+        ticket.status, ticket.closed_at = "closed", utcnow()
+        ticket.customer.name = "Alice Agent-Edited"
+        last_inbound = ticket.last_inbound_at
+        session.commit()
+    for n in (2, 3):
+        mail_server.deliver("support@example.com", mail(
+            "Re: Refund", body=f"Follow-up {n}", msgid=f"refund-{n}", name="Spoofed Name",
+            In_Reply_To="<refund-1@example.org>"))
+    assert poll(host, mailbox).ingested == 2
+    with host.app.app_context():
+        m = host.inbox.models
+        session = host.db.session
+        ticket = session.scalars(sa.select(m.Ticket)).one()
+        assert (ticket.status, ticket.closed_at, ticket.message_count) == ("open", None, 3)
+        assert ticket.last_inbound_at > last_inbound
+        assert ticket.customer.name == "Alice Agent-Edited"
+        actions = [a for a, in session.execute(sa.select(m.Activity.action).where(
+            m.Activity.ticket_id == ticket.id).order_by(m.Activity.id))]
+        assert actions.count("reopened") == 1 and actions.count("customer_replied") == 2
+
+
+def test_the_same_message_id_twice_in_a_batch_is_decided_by_content(host, mail_server):
+    """An exact copy is one message; a sender reusing the Message-ID for new mail is not
+    skipped (the second takes the full path, which reads the first's raw copy)."""
+    mail_server.deliver("support@example.com", mail("Shipped", body="Parcel 1", msgid="ship"))
+    mail_server.deliver("support@example.com", mail("Shipped", body="Parcel 1", msgid="ship"))
+    mail_server.deliver("support@example.com", mail("Shipped", body="Parcel 2", msgid="ship"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    result = poll(host, mailbox)
+    assert (result.ingested, result.skipped) == (2, 1)
+    with host.app.app_context():
+        m = host.inbox.models
+        texts = host.db.session.scalars(sa.select(m.Message.body_text).order_by(m.Message.id))
+        assert [t.strip() for t in texts] == ["Parcel 1", "Parcel 2"]
+
+
+def test_a_ticket_opened_before_its_body_is_parsed_shows_the_whole_mail(
+        host, mail_server, monkeypatch):
+    _without_body_parsing(monkeypatch)
+    mail_server.deliver("support@example.com", mail(
+        "Invoice question", body="Please see the attached invoice, line 3 is wrong.",
+        msgid="inv"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    assert poll(host, mailbox).ingested == 1
+    with host.app.app_context():
+        m = host.inbox.models
+        message = host.db.session.scalars(sa.select(m.Message)).one()
+        assert message.body_pending and message.body_text == ""
+        ticket_id = message.ticket_id
+    client = _agent_client(host, mailbox)
+    page = client.get(f"/support/tickets/{ticket_id}")
+    assert page.status_code == 200
+    assert "line 3 is wrong" in page.get_data(as_text=True)
+    with host.app.app_context():
+        m = host.inbox.models
+        message = host.db.session.scalars(sa.select(m.Message)).one()
+        assert not message.body_pending and "line 3 is wrong" in message.body_text
+        assert "line 3 is wrong" in message.ticket.snippet
+
+
+def test_automation_waits_for_the_body_then_runs(host, mail_server, monkeypatch):
+    _without_body_parsing(monkeypatch)
+    mail_server.deliver("support@example.com", mail("Hello", msgid="hello"))
+    mailbox = add_mailbox(host, mail_server, "support@example.com", since_days=None)
+    # Only new mail: the cursor starts after what is there; this mail arrives later.
+    poll(host, mailbox)
+    mail_server.deliver("support@example.com", mail("New one", msgid="new-one"))
+    assert poll(host, mailbox).ingested == 1
+    from shared_inbox.services.automation import pending_ids, process_pending
+    from shared_inbox.services.complete import complete_pending
+    with host.app.app_context():
+        assert pending_ids() == []  # the body is not parsed yet: rules would read nothing
+        assert not process_pending()
+        assert complete_pending() == 1
+        assert len(pending_ids()) == 1
+
+
+def test_a_batch_is_stored_in_one_pack_and_each_original_downloads_whole(
+        host, mail_server):
+    raws = [mail(f"Packed {i}", body=f"Body {i}\n" * (i + 1), msgid=f"packed-{i}")
+            for i in range(3)]
+    for raw in raws:
+        mail_server.deliver("support@example.com", raw)
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    assert poll(host, mailbox).ingested == 3
+    with host.app.app_context():
+        m = host.inbox.models
+        rows = host.db.session.execute(sa.select(m.Message.id, m.Message.raw_key)
+                                       .order_by(m.Message.id)).all()
+    packs = {key.split("@")[0] for _pk, key in rows}
+    assert len(packs) == 1 and all(re.search(r"\.pack@\d+\+\d+$", k) for _pk, k in rows)
+    client = _agent_client(host, mailbox)
+    for (pk, _key), raw in zip(rows, raws):
+        original = client.get(f"/support/messages/{pk}/original")
+        assert original.status_code == 200
+        # The server may rewrite line ends; the mail itself is byte for byte what was sent.
+        assert original.data.replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
+
+
+def test_storage_packs_survive_only_when_synced(tmp_path):
+    storage = FilesystemStorage(str(tmp_path))
+    with storage.deferred_sync():
+        keys = storage.put_many([b"one", b"", b"three"], kind="raw")
+        assert [storage.get(k) for k in keys] == [b"one", b"", b"three"]  # before the sync
+    assert [storage.get(k) for k in keys] == [b"one", b"", b"three"]
+    # A batch rolled back: its pack is thrown away, no file is left.
+    with storage.deferred_sync():
+        lost = storage.put_many([b"never committed"], kind="raw")
+        storage.discard()
+    pack = lost[0].split("@")[0]
+    assert not os.path.exists(tmp_path / pack)
+    assert sorted(os.listdir(tmp_path / os.path.dirname(pack))) == \
+        sorted({os.path.basename(k.split("@")[0]) for k in keys} & set(
+            os.listdir(tmp_path / os.path.dirname(pack))))
+    # A key that claims more than the pack holds is an error, not a short read.
+    bad = re.sub(r"\+\d+$", "+99", keys[0])
+    try:
+        storage.get(bad)
+    except OSError as exc:
+        assert "shorter" in str(exc)
+    else:
+        raise AssertionError("a truncated pack was read without an error")
