@@ -102,7 +102,9 @@ class BatchAcceptor:
         if envelope is None or envelope.is_malformed or not envelope.message_id:
             return None
         kind = classify_headers(raw, envelope)
-        return None if kind is None else (envelope, kind)
+        if kind is None or kind.is_bounce or kind.bounced_message_id:
+            return None  # (bounces take the full path: their ticket is the returned mail's)
+        return envelope, kind
 
     def _known_message_ids(self, ids: set[str]) -> set[str]:
         """Which of ``ids`` an inbound message we stored already has."""
