@@ -199,3 +199,109 @@ def test_storage_packs_survive_only_when_synced(tmp_path):
         assert "shorter" in str(exc)
     else:
         raise AssertionError("a truncated pack was read without an error")
+
+
+# ----------------------------------------------------------------------------- same result
+
+def _stored(host) -> dict:
+    """Per UID: what a user can see of the message it became (or None for a duplicate),
+    its ticket, and which UIDs share a ticket."""
+    storage = host.app.extensions["shared_inbox"].storage
+    with host.app.app_context():
+        m = host.inbox.models
+        session = host.db.session
+        out, ticket_of = {}, {}
+        for uid, pk in session.execute(sa.select(m.FetchedUid.uid, m.FetchedUid.message_pk)):
+            msg = session.get(m.Message, pk)
+            if msg is None:
+                out[uid] = None
+                continue
+            t = msg.ticket
+            ticket_of[uid] = t.id
+            out[uid] = dict(
+                message={c: getattr(msg, c) for c in (
+                    "kind", "subject", "from_name", "from_email", "to", "cc", "message_id",
+                    "in_reply_to", "references", "headers", "is_automated", "is_bounce",
+                    "is_malformed", "parse_error", "body_text", "reply_text", "body_html",
+                    "content_hash", "thread_reason", "date", "raw_size", "body_pending",
+                    "automation_state")},
+                raw=storage.get(msg.raw_key),
+                attachments=sorted(
+                    (a.filename, a.content_type, a.size, a.content_id, a.is_inline,
+                     storage.get(a.storage_key)) for a in msg.attachments),
+                ticket={c: getattr(t, c) for c in (
+                    "subject", "status", "message_count", "snippet", "is_flagged",
+                    "created_at", "last_message_at", "last_inbound_at")},
+                customer=(t.customer.email, t.customer.name) if t.customer else None,
+            )
+        groups = {}
+        for uid, tid in ticket_of.items():
+            groups.setdefault(tid, set()).add(uid)
+        return out, sorted(sorted(g) for g in groups.values())
+
+
+def test_the_hot_path_and_the_full_path_store_the_same_corpus(make_host, tmp_path):
+    """Every corpus mail, polled in batches through the hot path and completed after, ends
+    up exactly as the one-message full path stores it: fields, text, sanitized HTML,
+    attachments, raw bytes, duplicates, tickets and threads."""
+    from datetime import datetime
+
+    from test_corpus_ingest import corpus_emails
+
+    from shared_inbox.services.accept import BatchAcceptor
+    from shared_inbox.services.complete import complete_pending
+    from shared_inbox.services.ingest import commit_with_files, ingest
+
+    files = corpus_emails()
+    if not files:
+        import pytest
+        pytest.skip("corpus not available at ../shared/corpus")
+    received = datetime(2026, 1, 2, 3, 4, 5)
+    started = utcnow()
+    hot = make_host()
+    reference = make_host(database_url=f"sqlite:///{tmp_path}/reference.db")
+    hosts = (hot, reference)
+    for h in hosts:
+        h.create_tables()
+        with h.app.app_context():
+            h.db.session.add(h.inbox.models.Mailbox(name="Support",
+                                                    email_address="support@example.com"))
+            h.db.session.commit()
+    raws = [path.read_bytes() for path in files]
+    with reference.app.app_context():
+        mailbox = reference.db.session.get(reference.inbox.models.Mailbox, 1)
+        for uid, raw in enumerate(raws, start=1):
+            ingest(mailbox, raw, folder="INBOX", uidvalidity=1, uid=uid, received_at=received)
+    with hot.app.app_context():
+        mailbox = hot.db.session.get(hot.inbox.models.Mailbox, 1)
+        taken = 0
+        for start in range(0, len(raws), 50):
+            acceptor = BatchAcceptor(mailbox, "INBOX", 1, imported=False)
+            items = [(uid, raw, received) for uid, raw in
+                     enumerate(raws[start:start + 50], start=start + 1)]
+            taken += sum(1 for _u, raw, _r in items if acceptor.read_header_block(raw))
+            acceptor.ingest_items(items)
+            commit_with_files()
+        assert taken > len(raws) // 2  # most real mail takes the hot path
+        complete_pending()
+    got, got_threads = _stored(hot)
+    want, want_threads = _stored(reference)
+    assert len(got) == len(want) == len(files)
+    differences = []
+    for uid, path in enumerate(files, start=1):
+        if got[uid] is None or want[uid] is None:
+            if got[uid] != want[uid]:
+                differences.append(f"{path}: duplicate in one path only")
+            continue
+        for part in want[uid]:
+            if isinstance(want[uid][part], dict):
+                for k, v in want[uid][part].items():  # a date in the future: "now", twice
+                    if isinstance(v, datetime) and v >= started <= got[uid][part][k]:
+                        got[uid][part][k] = v
+                differences += [f"{path}: {part}.{k}: {got[uid][part].get(k)!r:.200} != "
+                                f"{v!r:.200}" for k, v in want[uid][part].items()
+                                if got[uid][part].get(k) != v]
+            elif got[uid][part] != want[uid][part]:
+                differences.append(f"{path}: {part} differs")
+    assert not differences, "\n".join(differences)
+    assert got_threads == want_threads

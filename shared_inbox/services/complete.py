@@ -123,7 +123,10 @@ def _complete(ids: list[int]) -> int:
         ticket = message.ticket
         if parsed.is_malformed and not ticket.is_flagged:
             ticket.is_flagged = True
-        if not message.is_automated and latest.get(message.ticket_id) == message.id:
+        newest = latest.get(message.ticket_id)
+        if newest == message.id or (newest is None and message.thread_reason
+                                    == "new conversation"):
+            # (an out-of-office that opened the ticket is its snippet until someone writes)
             ticket.snippet = snippet_of(split.reply or parsed.text)
     session.flush()
     return len(messages)
