@@ -130,28 +130,35 @@ class FilesystemStorage:
         if pending is not None and path in pending:
             return key
         if not os.path.exists(path):
-            directory = self._ensure_dir(path)
-            # Write then rename, so a crash never leaves a half-written file under its name;
-            # fsync before the rename (and so before the commit that references the file).
-            try:
-                fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
-            except FileNotFoundError:  # removed behind our back since we created it
-                os.makedirs(directory, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    if pending is None:
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                if pending is None:
-                    os.replace(tmp, path)
-                else:
-                    pending[path] = tmp  # renamed by sync()
-            except BaseException:
-                _remove_quietly(tmp)
-                raise
+            self._write(path, [data])
         return key
+
+    def _write(self, path: str, blobs) -> None:
+        """Write ``blobs`` to ``path`` through a temporary file, so a crash never leaves a
+        half-written file under its name: fsynced and renamed now, or, inside
+        :meth:`deferred_sync`, by the next :meth:`sync` (before the commit that refers to
+        it)."""
+        directory = self._ensure_dir(path)
+        pending = self._pending()
+        try:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+        except FileNotFoundError:  # removed behind our back since we created it
+            os.makedirs(directory, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for blob in blobs:
+                    fh.write(blob)
+                if pending is None:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            if pending is None:
+                os.replace(tmp, path)
+            else:
+                pending[path] = tmp  # renamed by sync()
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
 
     def put_many(self, blobs: list[bytes], *, kind: str) -> list[str]:
         """Store several blobs in one file (a pack) and return a key for each.
@@ -163,31 +170,11 @@ class FilesystemStorage:
         its own (:meth:`delete` of a packed key does nothing)."""
         name = uuid.uuid4().hex
         key = f"{kind}/packs/{name[:2]}/{name}.pack"
-        path = self._path(key)
-        directory = self._ensure_dir(path)
-        pending = self._pending()
-        try:
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
-        except FileNotFoundError:  # removed behind our back since we created it
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX)
         keys, offset = [], 0
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for blob in blobs:
-                    fh.write(blob)
-                    keys.append(f"{key}@{offset}+{len(blob)}")
-                    offset += len(blob)
-                if pending is None:
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            if pending is None:
-                os.replace(tmp, path)
-            else:
-                pending[path] = tmp  # renamed by sync()
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
+        for blob in blobs:
+            keys.append(f"{key}@{offset}+{len(blob)}")
+            offset += len(blob)
+        self._write(self._path(key), blobs)
         return keys
 
     def put_stream(self, chunks, *, kind: str, suffix: str = "") -> tuple[str, int, str]:

@@ -132,6 +132,18 @@ class Host:
             sess["_user_id"] = str(user_id)
             sess["_fresh"] = True
 
+    def member_client(self, mailbox_id, email: str = "ada@x.test"):
+        """A logged-in test client of a new agent who belongs to the mailbox; returns
+        ``(client, user id)``."""
+        agent = self.add_user(email)
+        with self.app.app_context():
+            self.db.session.add(self.inbox.models.MailboxMember(mailbox_id=mailbox_id,
+                                                                user_id=agent))
+            self.db.session.commit()
+        client = self.app.test_client()
+        self.login(client, agent)
+        return client, agent
+
 
 def database_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'host.db'}"

@@ -13,17 +13,6 @@ from shared_inbox.storage import FilesystemStorage
 from test_poll import add_mailbox, mail, poll, tickets
 
 
-def _agent_client(host, mailbox_id):
-    """A logged-in test client of an agent who belongs to the mailbox."""
-    agent = host.add_user("ada@x.test")
-    with host.app.app_context():
-        host.db.session.add(host.inbox.models.MailboxMember(mailbox_id=mailbox_id, user_id=agent))
-        host.db.session.commit()
-    client = host.app.test_client()
-    host.login(client, agent)
-    return client
-
-
 def _without_body_parsing(monkeypatch):
     """The poll stops after the hot path, as if the process died before parsing bodies."""
     monkeypatch.setattr(imap_module, "_complete_bodies", lambda mailbox: None)
@@ -126,7 +115,7 @@ def test_a_ticket_opened_before_its_body_is_parsed_shows_the_whole_mail(
         message = host.db.session.scalars(sa.select(m.Message)).one()
         assert message.body_pending and message.body_text == ""
         ticket_id = message.ticket_id
-    client = _agent_client(host, mailbox)
+    client, _agent = host.member_client(mailbox)
     page = client.get(f"/support/tickets/{ticket_id}")
     assert page.status_code == 200
     assert "line 3 is wrong" in page.get_data(as_text=True)
@@ -168,7 +157,7 @@ def test_a_batch_is_stored_in_one_pack_and_each_original_downloads_whole(
                                        .order_by(m.Message.id)).all()
     packs = {key.split("@")[0] for _pk, key in rows}
     assert len(packs) == 1 and all(re.search(r"\.pack@\d+\+\d+$", k) for _pk, k in rows)
-    client = _agent_client(host, mailbox)
+    client, _agent = host.member_client(mailbox)
     for (pk, _key), raw in zip(rows, raws):
         original = client.get(f"/support/messages/{pk}/original")
         assert original.status_code == 200

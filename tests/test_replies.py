@@ -419,12 +419,7 @@ def test_sending_warns_when_the_customer_wrote_since_the_page_was_opened(host, s
     mail_server.deliver("support@example.com", make_mail("Stove leaks", msgid="c1"))
     box = add_box(host, mail_server, "support@example.com")
     run_poll(host, box)
-    agent = host.add_user("ada@example.com")
-    with host.app.app_context():
-        host.db.session.add(host.inbox.models.MailboxMember(mailbox_id=box, user_id=agent))
-        host.db.session.commit()
-    client = host.app.test_client()
-    host.login(client, agent)
+    client, _agent = host.member_client(box, "ada@example.com")
     page = client.get("/support/tickets/1").get_data(as_text=True)
     token = _re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     seen = _re.search(r'name="seen_message_id" value="(\d+)"', page).group(1)
