@@ -431,7 +431,7 @@ def peak_rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
-def _make_app(tmp: Path, max_size: int | None):
+def _make_app(tmp: Path, max_size: int | None, database_url: str | None = None):
     import sqlalchemy as sa
     from cryptography.fernet import Fernet
     from flask import Flask
@@ -450,7 +450,7 @@ def _make_app(tmp: Path, max_size: int | None):
     app = Flask("bench_host", instance_path=str(tmp / "instance"))
     app.config.update(
         SECRET_KEY="bench-secret",
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp / 'host.db'}",
+        SQLALCHEMY_DATABASE_URI=database_url or f"sqlite:///{tmp / 'host.db'}",
         SHARED_INBOX_ATTACHMENT_DIR=str(tmp / "files"),
         SHARED_INBOX_ENCRYPTION_KEYS=[Fernet.generate_key().decode()],
         SHARED_INBOX_SEND_MAIL=False,
@@ -462,6 +462,10 @@ def _make_app(tmp: Path, max_size: int | None):
     inbox = SharedInbox()
     inbox.init_app(app, db=db, user_model=User)
     with app.app_context():
+        if database_url:  # a throwaway database of the benchmark's: start empty
+            db.drop_all()
+            inbox_tables = [t for t in db.metadata.sorted_tables if t.name.startswith("inbox_")]
+            db.metadata.drop_all(db.engine, tables=inbox_tables)
         db.metadata.create_all(db.engine, tables=[User.__table__])
         inbox.create_all()
     return app, db, inbox
@@ -476,7 +480,7 @@ def child_poll(args) -> dict:
 
     tmp = Path(tempfile.mkdtemp(prefix="si-bench-app-"))
     try:
-        app, db, inbox = _make_app(tmp, args.max_size)
+        app, db, inbox = _make_app(tmp, args.max_size, args.database_url)
         out: dict = {}
         with app.app_context():
             m = inbox.models
@@ -649,8 +653,11 @@ def child_poll(args) -> dict:
 
 
 def run_child(port: int, user: str, meta_path: str | None, *, max_size=None,
-              trace_big=False, profile=None, profile_out=None, wal=False) -> dict:
+              trace_big=False, profile=None, profile_out=None, wal=False,
+              database_url=None) -> dict:
     cmd = [sys.executable, __file__, "--child", "--port", str(port), "--user", user]
+    if database_url:
+        cmd += ["--database-url", database_url]
     if wal:
         cmd += ["--wal"]
     if meta_path:
@@ -685,6 +692,9 @@ def main(argv=None) -> int:
     p.add_argument("--big", action="store_true", help="add one 25 MB attachment")
     p.add_argument("--profile", choices=["cprofile", "pyinstrument"])
     p.add_argument("--profile-out", default="/tmp/si-ingest.prof")
+    p.add_argument("--database-url",
+                   help="(c) into this database instead of a SQLite file (its tables are "
+                        "DROPPED first: a throwaway database only), e.g. PostgreSQL")
     p.add_argument("--wal", action="store_true",
                    help="(c) again with PRAGMA journal_mode=WAL, synchronous=NORMAL")
     # internal: the (c) child
@@ -745,8 +755,10 @@ def main(argv=None) -> int:
 
         max_size = 64 * 1024 * 1024 if args.big else None
         c = run_child(server.port, users[0], str(meta_path), max_size=max_size,
-                      profile=args.profile, profile_out=args.profile_out)
-        label = "(c) app: poll_mailbox (SQLite file DB)"
+                      profile=args.profile, profile_out=args.profile_out,
+                      database_url=args.database_url)
+        label = "(c) app: poll_mailbox (" + (
+            args.database_url.split("://")[0] if args.database_url else "SQLite file DB") + ")"
         if args.profile:
             label += f" [under {args.profile}: slower than normal]"
         print(f"{label}:       {c['rate']:8.1f} msgs/s  ({c['ingested']} ingested, "
