@@ -322,3 +322,36 @@ def test_the_scheduler_sweeps_storage(host):
     os.utime(orphan, (1, 1))
     storage_sweep_job(host.app)
     assert not os.path.exists(orphan)
+
+
+def test_a_failed_batch_leaves_no_file_that_no_row_refers_to(host, mail_server, monkeypatch):
+    """The batch fails after its hot path wrote the raw mails of the first two (one pack,
+    not yet synced): that pack is thrown away with the transaction, and the messages are
+    stored again one at a time. Nothing on disk is left that no row points at."""
+    import shared_inbox.services.ingest as ingest_module
+
+    for i in range(4):
+        raw = mail(f"Msg {i}")
+        if i == 2:  # no Message-ID: the full path, inside the batch
+            raw = re.sub(rb"Message-ID: [^\n]*\n", b"", raw)
+        mail_server.deliver("support@example.com", raw)
+    mailbox = add_mailbox(host, mail_server, "support@example.com")
+    real, calls = ingest_module._ingest_parsed, []
+
+    def failing_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("database hiccup")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_ingest_parsed", failing_once)
+    result = poll(host, mailbox)
+    assert (result.ingested, result.error) == (4, None)
+    assert [t[0] for t in tickets(host)] == [f"Msg {i}" for i in range(4)]
+    storage = host.app.extensions["shared_inbox"].storage
+    with host.app.app_context():
+        m = host.inbox.models
+        keys = set(host.db.session.scalars(sa.select(m.Message.raw_key)))
+        keys |= set(host.db.session.scalars(sa.select(m.Attachment.storage_key)))
+    referenced = {os.path.basename(k.split("@")[0]) for k in keys if k}
+    assert _stored_names(storage.root) == sorted(referenced)

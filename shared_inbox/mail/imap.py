@@ -25,7 +25,7 @@ from ..extension import get_state
 from ..models import utcnow
 from .net import is_loopback
 from ..services.accept import BatchAcceptor
-from ..services.ingest import commit_with_files, ingest
+from ..services.ingest import commit_with_files, ingest, rollback_with_files
 
 log = logging.getLogger("shared_inbox.imap")
 
@@ -345,7 +345,6 @@ def _ingest_batch(mailbox, sync, items, result: PollResult, *, folder: str,
 
     ``items`` is ``[(uid, raw or None if already in the ledger, INTERNALDATE)]``.
     """
-    session = get_state().db.session
     try:
         # Most mail is stored from its headers here; the body is parsed after the poll.
         acceptor = BatchAcceptor(mailbox, folder, uidvalidity, importing)
@@ -354,7 +353,7 @@ def _ingest_batch(mailbox, sync, items, result: PollResult, *, folder: str,
         sync.last_uid = items[-1][0]
         commit_with_files()
     except Exception:
-        session.rollback()
+        rollback_with_files()  # the slow path stores each message again
         log.info("a batch of %s failed; ingesting it one message per transaction",
                  mailbox.email_address, exc_info=True)
     else:

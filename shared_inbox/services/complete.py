@@ -22,7 +22,7 @@ from ..config import cv
 from ..extension import get_state
 from ..mail.large_parts import parse_with_large_parts
 from ..mail.quotes import split_reply
-from .ingest import add_attachments, commit_with_files, fingerprint
+from .ingest import add_attachments, commit_with_files, fingerprint, rollback_with_files
 from .tickets import snippet_of
 
 log = logging.getLogger("shared_inbox.complete")
@@ -64,20 +64,19 @@ def complete_messages(ids: list[int]) -> int:
             commit_with_files()
             return done
         except Exception:
-            state.db.session.rollback()
+            rollback_with_files()
             log.info("completing a chunk of messages failed; one at a time", exc_info=True)
             return sum(_complete_alone(pk) for pk in ids)
 
 
 def _complete_alone(pk: int) -> int:
     """One message in its own transaction; if parsing fails, keep the raw text, flagged."""
-    session = get_state().db.session
     try:
         count = _complete([pk])
         commit_with_files()
         return count
     except Exception as exc:  # never lose the mail: it stays readable as raw text
-        session.rollback()
+        rollback_with_files()
         log.exception("could not parse the body of message %s; keeping it raw", pk)
         count = _keep_raw(pk, f"{type(exc).__name__}: {exc}")
         commit_with_files()

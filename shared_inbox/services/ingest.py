@@ -61,6 +61,16 @@ def commit_with_files() -> None:
     state.db.session.commit()
 
 
+def rollback_with_files() -> None:
+    """Roll the session back and drop the files written for it and not yet synced (the
+    twin of :func:`commit_with_files`): no committed row can refer to them."""
+    state = get_state()
+    state.db.session.rollback()
+    discard = getattr(state.storage, "discard", None)
+    if discard is not None:
+        discard()
+
+
 def _naive_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
@@ -108,8 +118,6 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
     rolls it back and ingests it again one message per transaction (this function with
     ``commit=True``), where a failing message is stored raw and flagged.
     """
-    state = get_state()
-    session = state.db.session
     if uid is not None and check_ledger and _already_fetched(mailbox.id, folder, uidvalidity, uid):
         return None
     if not commit:
@@ -121,10 +129,10 @@ def ingest(mailbox, raw: bytes, *, folder: str = "INBOX", uidvalidity: int = 0,
         return message
     except IntegrityError:
         # Another poller committed this UID first.
-        session.rollback()
+        rollback_with_files()
         return None
     except Exception as exc:  # never lose the mail: keep it raw and flagged
-        session.rollback()
+        rollback_with_files()
         log.exception("could not ingest a message of %s; storing it raw", mailbox.email_address)
         message = _ingest_unreadable(mailbox, raw, f"{type(exc).__name__}: {exc}")
         message.is_imported = imported
