@@ -37,8 +37,27 @@ def thread_candidates(parsed) -> list[tuple[str, str]]:
     return [(mid, how) for mid, how in candidates if mid and mid != own_id]
 
 
+def matched(how: str, message_id: str) -> str:
+    """Why a mail joined a ticket through one of its thread headers (shown on hover)."""
+    return f"matched {how} <{message_id}>"
+
+
+def ticket_by_token(subject: str, customer_id: int | None) -> tuple[int | None, str]:
+    """The ticket a ``[#123]`` token in the subject names, if it is that customer's."""
+    match = TICKET_TOKEN.search(subject or "")
+    number = int(match.group(1)) if match else 0
+    if 0 < number < 2**31 and customer_id is not None:  # (an INTEGER key on PostgreSQL)
+        state = get_state()
+        m = state.models
+        owner = state.db.session.scalar(sa.select(m.Ticket.customer_id)
+                                        .where(m.Ticket.id == number))
+        if owner is not None and owner == customer_id:
+            return number, f"subject token [#{number}] from the ticket's customer"
+    return None, ""
+
+
 def find_ticket_id(parsed, customer_id: int | None) -> tuple[int | None, str]:
-    """:func:`find_ticket` without loading the ticket (the poller's hot path)."""
+    """:func:`find_ticket` without loading the ticket."""
     state = get_state()
     m = state.models
     session = state.db.session
@@ -55,11 +74,5 @@ def find_ticket_id(parsed, customer_id: int | None) -> tuple[int | None, str]:
             by_id.setdefault(mid, ticket_id)
         for mid, how in candidates:
             if mid in by_id:
-                return by_id[mid], f"matched {how} <{mid}>"
-    match = TICKET_TOKEN.search(parsed.subject or "")
-    number = int(match.group(1)) if match else 0
-    if 0 < number < 2**31 and customer_id is not None:  # (an INTEGER key on PostgreSQL)
-        owner = session.scalar(sa.select(m.Ticket.customer_id).where(m.Ticket.id == number))
-        if owner is not None and owner == customer_id:
-            return number, f"subject token [#{number}] from the ticket's customer"
-    return None, ""
+                return by_id[mid], matched(how, mid)
+    return ticket_by_token(parsed.subject, customer_id)

@@ -28,10 +28,11 @@ from sqlalchemy.orm.util import identity_key
 from ..extension import get_state
 from ..mail.classify import Classification, classify_headers
 from ..mail.parse import ParsedMessage, parse_headers
-from ..mail.threader import TICKET_TOKEN, thread_candidates
+from ..mail.threader import matched, thread_candidates, ticket_by_token
 from ..models import utcnow
 from .automation import pending_state
-from .ingest import ingest, ingest_date
+from .customers import customer_email
+from .ingest import envelope_columns, ingest, ingest_date, ledger_values
 
 #: IN lists are cut to this many values (SQLite's default limit is far higher; this keeps
 #: the statements small on every database).
@@ -52,6 +53,11 @@ class _Accepted:
     ticket_id: int | None = None  # an existing ticket
     reason: str = ""
     date: object = None
+
+    @property
+    def ticket_pk(self) -> int:
+        """The ticket's id (a new ticket's once inserted)."""
+        return self.ticket["id"] if self.ticket is not None else self.ticket_id
 
 
 @dataclass
@@ -140,34 +146,20 @@ class BatchAcceptor:
                 new_tickets).scalars().all()
             for row, pk in zip(new_tickets, ids):
                 row["id"] = pk
-        rows = []
-        for item, key in zip(run, keys):
-            env, kind = item.envelope, item.kind
-            sender = env.from_
-            new_ticket = item.reason == "new conversation"
-            rows.append(dict(
-                ticket_id=item.ticket["id"] if item.ticket is not None else item.ticket_id,
-                mailbox_id=self.mailbox.id, kind="inbound",
-                from_name=(sender.name if sender else "")[:255],
-                from_email=(sender.email if sender else "")[:320],
-                to=[[a.name, a.email] for a in env.to], cc=[[a.name, a.email] for a in env.cc],
-                subject=(env.subject or "")[:998], message_id=env.message_id[:998],
-                in_reply_to=" ".join(env.in_reply_to), references=" ".join(env.references),
-                headers={**env.headers, "_classification": {
-                    "reasons": kind.reasons, "failed_recipients": kind.failed_recipients,
-                    "bounced_message_id": kind.bounced_message_id,
-                    "suppress_autoreply": kind.suppress_autoreply}},
-                is_automated=kind.is_automated, is_bounce=False, is_imported=self.imported,
-                body_text="", raw_key=key, raw_size=len(item.raw), is_malformed=False,
-                thread_reason=item.reason, date=item.date, created_at=now, body_pending=True,
-                automation_state=pending_state(new_ticket=new_ticket, imported=self.imported),
-            ))
+        rows = [dict(
+            **envelope_columns(item.envelope, item.kind), ticket_id=item.ticket_pk,
+            mailbox_id=self.mailbox.id, kind="inbound", is_imported=self.imported,
+            body_text="", raw_key=key, raw_size=len(item.raw), is_malformed=False,
+            thread_reason=item.reason, date=item.date, created_at=now, body_pending=True,
+            automation_state=pending_state(new_ticket=item.reason == "new conversation",
+                                           imported=self.imported),
+        ) for item, key in zip(run, keys)]
         M = m.Message.__table__
         message_ids = session.execute(
             sa.insert(M).returning(M.c.id, sort_by_parameter_order=True), rows).scalars().all()
         activities, ledger = [], []
         for item, pk in zip(run, message_ids):
-            ticket_id = item.ticket["id"] if item.ticket is not None else item.ticket_id
+            ticket_id = item.ticket_pk
             if item.reason == "new conversation":
                 activities.append(_activity(ticket_id, "created", now,
                                             mailbox=self.mailbox.email_address))
@@ -182,9 +174,8 @@ class BatchAcceptor:
                                                 reason="customer replied"))
                 activities.append(_activity(ticket_id, "customer_replied", now, message=pk,
                                             why=item.reason))
-            ledger.append(dict(mailbox_id=self.mailbox.id, folder=self.folder,
-                               uidvalidity=self.uidvalidity, uid=item.uid, message_pk=pk,
-                               fetched_at=now))
+            ledger.append(ledger_values(self.mailbox, self.folder, self.uidvalidity,
+                                        item.uid, pk, now))
         self._update_joined(joined, now)
         if activities:
             session.execute(sa.insert(m.Activity.__table__), activities)
@@ -201,7 +192,7 @@ class BatchAcceptor:
         by_email: dict[str, list] = {}
         for item in run:
             sender = item.envelope.from_
-            email = ((sender.email if sender else "") or "").strip().lower() or "unknown@invalid"
+            email = customer_email(sender.email if sender else "")
             name = (sender.name if sender else "") or ""
             item.customer = by_email.setdefault(email, [None, email, "", False])
             if name and not item.customer[2]:
@@ -231,12 +222,14 @@ class BatchAcceptor:
                                 .values(name=entry[2][:255], updated_at=now))
 
     def _thread(self, run: list[_Accepted]) -> None:
-        """Each mail's ticket, as :func:`..mail.threader.find_ticket_id` would find it,
+        """Each mail's ticket, as :func:`..mail.threader.find_ticket` would find it,
         with one query for the whole run (and the run's own earlier mail first)."""
         state = get_state()
         m = state.models
         session = state.db.session
-        wanted = {mid[:998] for item in run for mid, _how in thread_candidates(item.envelope)}
+        candidates = [[(mid[:998], how) for mid, how in thread_candidates(item.envelope)]
+                      for item in run]
+        wanted = {mid for found in candidates for mid, _how in found}
         stored: dict[str, tuple[int, int]] = {}  # message id -> (newest row id, ticket id)
         for chunk in _chunks(sorted(wanted)):
             for mid, pk, ticket_id in session.execute(
@@ -245,36 +238,23 @@ class BatchAcceptor:
                 if mid not in stored or pk > stored[mid][0]:
                     stored[mid] = (pk, ticket_id)
         in_run: dict[str, _Accepted] = {}
-        for item in run:
-            for mid, how in thread_candidates(item.envelope):
-                mid = mid[:998]
+        for item, found in zip(run, candidates):
+            for mid, how in found:
                 earlier = in_run.get(mid)
                 if earlier is not None:
                     item.ticket, item.ticket_id = earlier.ticket, earlier.ticket_id
-                    item.reason = f"matched {how} <{mid}>"
+                    item.reason = matched(how, mid)
                     break
                 if mid in stored:
                     item.ticket_id = stored[mid][1]
-                    item.reason = f"matched {how} <{mid}>"
+                    item.reason = matched(how, mid)
                     break
             else:
-                item.ticket_id, item.reason = self._by_token(item)
+                item.ticket_id, item.reason = ticket_by_token(item.envelope.subject,
+                                                              item.customer[0])
                 if item.ticket_id is None:  # a new ticket: its row is filled by _tickets
                     item.ticket, item.reason = {}, "new conversation"
             in_run[item.envelope.message_id[:998]] = item
-
-    @staticmethod
-    def _by_token(item: _Accepted) -> tuple[int | None, str]:
-        match = TICKET_TOKEN.search(item.envelope.subject or "")
-        number = int(match.group(1)) if match else 0
-        if not 0 < number < 2**31:  # (an INTEGER key on PostgreSQL)
-            return None, ""
-        state = get_state()
-        owner = state.db.session.scalar(
-            sa.select(state.models.Ticket.customer_id).where(state.models.Ticket.id == number))
-        if owner is not None and owner == item.customer[0]:
-            return number, f"subject token [#{number}] from the ticket's customer"
-        return None, ""
 
     def _tickets(self, run: list[_Accepted], now) -> tuple[list[dict], dict]:
         """New tickets' rows (complete before their INSERT) and, per existing ticket

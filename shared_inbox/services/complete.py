@@ -110,7 +110,6 @@ def _complete(ids: list[int]) -> int:
                                                      cv("LARGE_PART_SIZE"))
         del raw
         split = split_reply(parsed.text or "")
-        message.body_pending = False
         message.body_text = parsed.text or ""
         message.reply_text = split.reply
         message.body_html = parsed.html

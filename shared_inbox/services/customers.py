@@ -8,12 +8,15 @@ import sqlalchemy as sa
 from ..extension import get_state
 
 
+def customer_email(email: str) -> str:
+    """The address a customer is found by (mail without a usable From: one shared one)."""
+    return (email or "").strip().lower() or "unknown@invalid"
+
+
 def get_or_create_customer(email: str, name: str = ""):
     state = get_state()
     m = state.models
-    email = (email or "").strip().lower()
-    if not email:
-        email = "unknown@invalid"
+    email = customer_email(email)
     customer = state.db.session.scalar(sa.select(m.Customer).where(m.Customer.email == email))
     if customer is None:
         customer = m.Customer(email=email, name=name or "")

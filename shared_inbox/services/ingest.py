@@ -174,9 +174,7 @@ def _ingest_unflushed(mailbox, raw: bytes, folder, uidvalidity, uid, received_at
 def _ledger(mailbox, folder, uidvalidity, uid, message_pk: int | None) -> None:
     state = get_state()
     state.db.session.add(state.models.FetchedUid(
-        mailbox_id=mailbox.id, folder=folder, uidvalidity=uidvalidity, uid=uid,
-        message_pk=message_pk,
-    ))
+        **ledger_values(mailbox, folder, uidvalidity, uid, message_pk, utcnow())))
 
 
 def _find_duplicate(parsed: ParsedMessage, content_hash: str) -> int | None:
@@ -199,20 +197,21 @@ def _find_duplicate(parsed: ParsedMessage, content_hash: str) -> int | None:
     )
     if found is not None or not parsed.message_id:
         return found
-    for candidate in state.db.session.scalars(sa.select(m.Message).where(
-            same_id, m.Message.kind == "inbound", m.Message.body_pending.is_(True))):
-        if _pending_fingerprint(candidate) == content_hash:
-            return candidate.id
+    pending = sa.select(m.Message.id, m.Message.raw_key).where(
+        same_id, m.Message.kind == "inbound", m.Message.body_pending.is_(True))
+    for pk, raw_key in state.db.session.execute(pending):
+        if _pending_fingerprint(pk, raw_key) == content_hash:
+            return pk
     return None
 
 
-def _pending_fingerprint(message) -> str | None:
+def _pending_fingerprint(pk: int, raw_key: str) -> str | None:
     from ..mail.parse import parse_message
 
     try:
-        return fingerprint(parse_message(get_state().storage.get(message.raw_key)))
+        return fingerprint(parse_message(get_state().storage.get(raw_key)))
     except Exception:  # an unreadable copy is no proof of a duplicate
-        log.warning("could not read the raw copy of message %s", message.id, exc_info=True)
+        log.warning("could not read the raw copy of message %s", pk, exc_info=True)
         return None
 
 
@@ -258,19 +257,8 @@ def _ingest_parsed(mailbox, raw: bytes, parsed: ParsedMessage, content_hash: str
         reason = "new conversation"
 
     message = m.Message(
-        mailbox_id=mailbox.id, kind="inbound",
-        from_name=(sender.name if sender else "")[:255],
-        from_email=(sender.email if sender else "")[:320],
-        to=[[a.name, a.email] for a in parsed.to], cc=[[a.name, a.email] for a in parsed.cc],
-        subject=(parsed.subject or "")[:998],
-        message_id=parsed.message_id[:998] if parsed.message_id else None,
-        in_reply_to=" ".join(parsed.in_reply_to), references=" ".join(parsed.references),
-        headers={**parsed.headers, "_classification": {
-            "reasons": kind.reasons, "failed_recipients": kind.failed_recipients,
-            "bounced_message_id": kind.bounced_message_id,
-            "suppress_autoreply": kind.suppress_autoreply}},
-        is_automated=kind.is_automated, is_bounce=kind.is_bounce, is_imported=imported,
-        body_text=parsed.text or "", reply_text=split.reply,
+        **envelope_columns(parsed, kind), mailbox_id=mailbox.id, kind="inbound",
+        is_imported=imported, body_text=parsed.text or "", reply_text=split.reply,
         body_html=parsed.html, raw_key=raw_key, raw_size=len(raw), content_hash=content_hash,
         is_malformed=parsed.is_malformed, parse_error=parsed.error, thread_reason=reason,
         date=date, created_at=now,
@@ -324,6 +312,26 @@ def add_attachments(message, parsed: ParsedMessage) -> None:
             content_id=att.content_id[:255] if att.content_id else None,
             is_inline=att.is_inline,
         ))
+
+
+def envelope_columns(parsed: ParsedMessage, kind: Classification) -> dict:
+    """The message columns its header block gives (with their length limits) and its
+    classification: the same for a mail stored whole and one the poller accepted from its
+    headers (services/accept.py)."""
+    sender = parsed.from_
+    return dict(
+        from_name=(sender.name if sender else "")[:255],
+        from_email=(sender.email if sender else "")[:320],
+        to=[[a.name, a.email] for a in parsed.to], cc=[[a.name, a.email] for a in parsed.cc],
+        subject=(parsed.subject or "")[:998],
+        message_id=parsed.message_id[:998] if parsed.message_id else None,
+        in_reply_to=" ".join(parsed.in_reply_to), references=" ".join(parsed.references),
+        headers={**parsed.headers, "_classification": {
+            "reasons": kind.reasons, "failed_recipients": kind.failed_recipients,
+            "bounced_message_id": kind.bounced_message_id,
+            "suppress_autoreply": kind.suppress_autoreply}},
+        is_automated=kind.is_automated, is_bounce=kind.is_bounce,
+    )
 
 
 def _touch_ticket_inbound(ticket, message, text: str, date) -> None:
