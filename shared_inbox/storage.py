@@ -38,7 +38,8 @@ class Storage(Protocol):
 
 
 class FilesystemStorage:
-    """Content-addressed files: the same bytes are stored once, under their SHA-256."""
+    """Content-addressed files (the same bytes are stored once, under their SHA-256), and
+    packs of a poller batch's raw mails (:meth:`put_many`)."""
 
     def __init__(self, root: str):
         self.root = os.path.abspath(root)

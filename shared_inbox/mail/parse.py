@@ -1454,11 +1454,12 @@ def parse_headers(raw: bytes) -> ParsedMessage | None:
     """Only what the header block says (ids, addresses, subject, date, loop headers).
 
     The poller's hot path: the same values :func:`parse_message` gives for these fields,
-    at a fiftieth of the cost, because the body is not read. ``text``, ``html`` and
+    at about a seventh of the cost (0.25 vs 1.8 ms a mail on the ingest benchmark),
+    because the body is not read. ``text``, ``html`` and
     ``attachments`` stay empty. Returns None when the header block cannot be read on its
     own (no blank line within 1 MiB, or the parser fails): parse the whole message then.
     """
-    if not isinstance(raw, bytes) or raw.isspace() or not raw or raw[:1] in (b"\r", b"\n"):
+    if not isinstance(raw, bytes) or not raw or raw.isspace() or raw[:1] in (b"\r", b"\n"):
         return None
     result = ParsedMessage()
     defects = _Defects()
